@@ -1,0 +1,178 @@
+//! Experiment files: parse (stage one, `spec`), then resolve into a validated plan of cells (stage two).
+//!
+//! Everything downstream (data, model, training, store) consumes the resolved types defined here,
+//! never the raw TOML. Errors name the file, the line and the dotted key.
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use spec::{
+    Activation, AugmentStep, Factor, FillMode, FlipMode, HeadSpec, Interpolation, OnBadImage,
+    Preprocessing, ShuffleMode, SyntheticSpec,
+};
+
+/// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    /// `name` from the file, or the file stem.
+    pub name: String,
+    pub description: Option<String>,
+    /// The experiment file as given (for messages); `base_dir` is its parent, against which paths resolve.
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub seeds: Vec<u64>,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Variant {
+    pub name: String,
+    pub description: Option<String>,
+    pub config: CellConfig,
+}
+
+/// One point of the matrix. New axes are new fields here (and in `Experiment::cells`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub variant: String,
+    pub seed: u64,
+}
+
+/// Everything that determines a cell's training except the seed: defaults filled in, paths absolute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellConfig {
+    pub dataset: DatasetConfig,
+    pub model: ModelConfig,
+    pub training: TrainingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetConfig {
+    pub source: DataSource,
+    /// (height, width)
+    pub image_size: [u32; 2],
+    pub batch_size: usize,
+    pub shuffle: ShuffleMode,
+    pub preprocessing: Preprocessing,
+    pub on_bad_image: OnBadImage,
+    pub augmentation: Vec<AugmentStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    Directories { train: PathBuf, validation: PathBuf },
+    Synthetic(SyntheticSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    pub architecture: String,
+    pub channels: [usize; 5],
+    pub weights: Weights,
+    pub head: HeadSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weights {
+    /// Seeded random initialisation (Glorot uniform kernels, zero biases).
+    None,
+    /// A known name such as "keras:vgg16-imagenet".
+    Named(String),
+    File {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingConfig {
+    pub epochs: usize,
+    pub optimizer: Optimizer,
+    pub freeze: FreezeRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Optimizer {
+    Adam {
+        learning_rate: f64,
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+    },
+    Rmsprop {
+        learning_rate: f64,
+        rho: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreezeRule {
+    /// Keras default: every layer trains.
+    AllTrainable,
+    /// Layers from this one on (model order) train; earlier ones are frozen.
+    TrainableFrom(String),
+    /// Layers matching any glob are frozen; the rest train.
+    Freeze(Vec<String>),
+    /// Layers matching any glob train; the rest are frozen.
+    Train(Vec<String>),
+}
+
+impl Experiment {
+    /// The matrix, variants-major: every seed of the first variant, then the next variant.
+    pub fn cells(&self) -> Vec<Cell> {
+        self.variants
+            .iter()
+            .flat_map(|v| {
+                self.seeds.iter().map(move |&seed| Cell {
+                    variant: v.name.clone(),
+                    seed,
+                })
+            })
+            .collect()
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// Read, parse and validate an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: path.to_path_buf(),
+        source: e,
+    })?;
+    parse(&text, path)
+}
+
+/// Parse and validate experiment text; `path` is used for messages and to resolve relative paths.
+pub fn parse(_text: &str, _path: &Path) -> Result<Experiment, ConfigError> {
+    todo!("config::parse")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the experiment file: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// `file:line: dotted.key: message`
+    #[error("{}{}: {key}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}

@@ -1,0 +1,426 @@
+//! The experiment file as written: plain, validated serde types (stage one of two).
+//!
+//! Every table rejects unknown keys so that a typo can never silently change an experiment.
+//! Defaults are the notebook's (see `experiments/reference.toml`, which documents each key once).
+//! Nothing here touches the file system or resolves paths: that is `resolve`'s job.
+
+use serde::{Deserialize, Serialize};
+
+/// Top level of an experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Experiment name; defaults to the file stem. Used in result paths.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free text shown in reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seeds axis of the matrix.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    pub dataset: DatasetSpec,
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    /// Variants axis of the matrix. Each variant may override any key of `dataset`, `model`, `training`.
+    /// When empty, the experiment has one implicit variant named "default".
+    #[serde(default)]
+    pub variants: Vec<VariantSpec>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// `[[variants]]`: a name and partial overrides (deep-merged over the base tables before validation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub dataset: Option<toml::Table>,
+    #[serde(default)]
+    pub model: Option<toml::Table>,
+    #[serde(default)]
+    pub training: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Directory with one sub-folder per class (Keras `image_dataset_from_directory`). Relative to the experiment file.
+    #[serde(default)]
+    pub train_dir: Option<String>,
+    #[serde(default)]
+    pub validation_dir: Option<String>,
+    /// Generate a deterministic synthetic data set instead of reading `train_dir`/`validation_dir`.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSpec>,
+    /// [height, width] every image is resized to.
+    #[serde(default = "default_image_size")]
+    pub image_size: [u32; 2],
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub shuffle: ShuffleMode,
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    #[serde(default)]
+    pub on_bad_image: OnBadImage,
+    /// Ordered augmentation steps, applied to training batches only.
+    #[serde(default)]
+    pub augmentation: Vec<AugmentStep>,
+}
+
+fn default_image_size() -> [u32; 2] {
+    [256, 256]
+}
+fn default_batch_size() -> usize {
+    32
+}
+
+/// `[dataset.synthetic]`: the generated two-class shapes data set (see `dataset::synthetic`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    /// Generator seed (independent of the run seeds: the data set is the same for every cell).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_train_per_class")]
+    pub train_per_class: usize,
+    #[serde(default = "default_validation_per_class")]
+    pub validation_per_class: usize,
+    /// Side of the generated square images in pixels (they are then resized to `image_size` by the loader).
+    #[serde(default = "default_synthetic_size")]
+    pub size: u32,
+}
+
+fn default_train_per_class() -> usize {
+    200
+}
+fn default_validation_per_class() -> usize {
+    100
+}
+fn default_synthetic_size() -> u32 {
+    64
+}
+
+/// How the training set is reordered each epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShuffleMode {
+    /// Keras semantics: one global permutation at load time, then each epoch a streaming
+    /// shuffle buffer of `8 * batch_size` elements over it.
+    #[default]
+    Keras,
+    /// An independent full permutation every epoch.
+    Full,
+    /// File order (class, path). For debugging only.
+    None,
+}
+
+/// How pixel values (0..255 RGB after resize) are turned into network input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preprocessing {
+    /// x / 255: what the notebook does.
+    #[default]
+    Rescale,
+    /// RGB->BGR, minus the ImageNet means [103.939, 116.779, 123.68], no scaling: what the Keras weights expect.
+    Caffe,
+    /// x / 255, minus mean (0.485, 0.456, 0.406), divided by std (0.229, 0.224, 0.225), RGB: what torchvision weights expect.
+    Torch,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadImage {
+    /// Stop the run with an error naming the file (Keras behaviour).
+    #[default]
+    Error,
+    /// Skip the file and record it in the run's output.
+    Skip,
+}
+
+/// One augmentation step, in Keras's parameterisation (`type = "flip" | "rotation" | "zoom" | "translation" | "contrast"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AugmentStep {
+    /// `RandomFlip(mode)`.
+    Flip {
+        #[serde(default)]
+        mode: FlipMode,
+    },
+    /// `RandomRotation(factor)`: angle = factor x 360 degrees, drawn per image.
+    Rotation {
+        factor: Factor,
+        #[serde(default)]
+        fill_mode: FillMode,
+        #[serde(default)]
+        fill_value: f32,
+        #[serde(default)]
+        interpolation: Interpolation,
+    },
+    /// `RandomZoom(height_factor, width_factor)`; the same draw on both axes when `width_factor` is absent.
+    Zoom {
+        height_factor: Factor,
+        #[serde(default)]
+        width_factor: Option<Factor>,
+        #[serde(default)]
+        fill_mode: FillMode,
+        #[serde(default)]
+        fill_value: f32,
+        #[serde(default)]
+        interpolation: Interpolation,
+    },
+    /// `RandomTranslation(height_factor, width_factor)`: fractions of the image size.
+    Translation {
+        height_factor: Factor,
+        width_factor: Factor,
+        #[serde(default)]
+        fill_mode: FillMode,
+        #[serde(default)]
+        fill_value: f32,
+        #[serde(default)]
+        interpolation: Interpolation,
+    },
+    /// `RandomContrast(factor)`: per image and channel, (x - mean) * c + mean with c in [1-lower, 1+upper].
+    Contrast { factor: Factor },
+}
+
+/// A Keras factor: a single number `f` meaning (-f, f), or an explicit `[lower, upper]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Factor {
+    Symmetric(f32),
+    Range([f32; 2]),
+}
+
+impl Factor {
+    /// (lower, upper) as Keras resolves it.
+    pub fn bounds(self) -> (f32, f32) {
+        match self {
+            Factor::Symmetric(f) => (-f.abs(), f.abs()),
+            Factor::Range([lo, hi]) => (lo, hi),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipMode {
+    Horizontal,
+    Vertical,
+    #[default]
+    HorizontalAndVertical,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillMode {
+    #[default]
+    Reflect,
+    Wrap,
+    Constant,
+    Nearest,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Nearest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Only "vgg16" (13 convolutions in 5 blocks, Keras layer names) for now.
+    #[serde(default = "default_architecture")]
+    pub architecture: String,
+    /// Output channels of blocks 1..5. VGG16's are [64, 128, 256, 512, 512]; smaller values make a
+    /// "mini" VGG with the same layer names (the demo uses one).
+    #[serde(default = "default_channels")]
+    pub channels: [usize; 5],
+    /// Where the conv-base weights come from: "none" (seeded random init), a known name such as
+    /// "keras:vgg16-imagenet", or `{ file = "...", sha256 = "..." }`.
+    #[serde(default)]
+    pub weights: WeightsSpec,
+    #[serde(default)]
+    pub head: HeadSpec,
+}
+
+fn default_architecture() -> String {
+    "vgg16".to_string()
+}
+fn default_channels() -> [usize; 5] {
+    [64, 128, 256, 512, 512]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WeightsSpec {
+    /// "none" or a known name ("keras:vgg16-imagenet", "torchvision:vgg16-imagenet").
+    Named(String),
+    File {
+        file: String,
+        #[serde(default)]
+        sha256: Option<String>,
+    },
+}
+
+impl Default for WeightsSpec {
+    fn default() -> Self {
+        WeightsSpec::Named("none".to_string())
+    }
+}
+
+/// The new classifier on top of the conv base: Flatten, then Dense(units, activation) for each
+/// entry of `units`, then Dense(1) with a sigmoid (binary classification).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    #[serde(default = "default_head_units")]
+    pub units: Vec<usize>,
+    #[serde(default)]
+    pub activation: Activation,
+}
+
+impl Default for HeadSpec {
+    fn default() -> Self {
+        HeadSpec {
+            units: default_head_units(),
+            activation: Activation::default(),
+        }
+    }
+}
+
+fn default_head_units() -> Vec<usize> {
+    vec![256]
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Layers from this one (in model order) onwards train; those before it are frozen.
+    #[serde(default)]
+    pub trainable_from: Option<String>,
+    /// Glob patterns of layers to freeze (everything else trains).
+    #[serde(default)]
+    pub freeze: Option<Vec<String>>,
+    /// Glob patterns of layers to train (everything else is frozen).
+    #[serde(default)]
+    pub train: Option<Vec<String>>,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        TrainingSpec {
+            epochs: default_epochs(),
+            optimizer: OptimizerSpec::default(),
+            learning_rate: default_learning_rate(),
+            trainable_from: None,
+            freeze: None,
+            train: None,
+        }
+    }
+}
+
+fn default_epochs() -> usize {
+    10
+}
+fn default_learning_rate() -> f64 {
+    1e-3
+}
+
+/// `optimizer = "adam"` or a table with parameters, e.g. `{ name = "rmsprop", rho = 0.9 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptimizerSpec {
+    Name(OptimizerName),
+    Adam(AdamSpec),
+    RmsProp(RmsPropSpec),
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        OptimizerSpec::Name(OptimizerName::Adam)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerName {
+    Adam,
+    Rmsprop,
+}
+
+/// Keras `Adam` defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7 (added to the uncorrected sqrt(v)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamSpec {
+    pub name: AdamTag,
+    #[serde(default = "default_beta_1")]
+    pub beta_1: f64,
+    #[serde(default = "default_beta_2")]
+    pub beta_2: f64,
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+}
+
+/// Keras `RMSprop` defaults: rho 0.9, momentum 0, epsilon 1e-7 (inside the sqrt), centered false.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmsPropSpec {
+    pub name: RmsPropTag,
+    #[serde(default = "default_rho")]
+    pub rho: f64,
+    #[serde(default)]
+    pub momentum: f64,
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+    #[serde(default)]
+    pub centered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdamTag {
+    Adam,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RmsPropTag {
+    Rmsprop,
+}
+
+fn default_beta_1() -> f64 {
+    0.9
+}
+fn default_beta_2() -> f64 {
+    0.999
+}
+fn default_epsilon() -> f64 {
+    1e-7
+}
+fn default_rho() -> f64 {
+    0.9
+}

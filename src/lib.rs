@@ -1,0 +1,14 @@
+//! `runner`: declarative, reproducible transfer-learning experiments.
+//!
+//! The pipeline, one module per stage: `config` (experiment file -> validated plan) ->
+//! `dataset` (+ `augment`) -> `model` (the engine seam: network, weights, freeze masks) ->
+//! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
+
+pub mod augment;
+pub mod config;
+pub mod dataset;
+pub mod model;
+pub mod rng;
+pub mod store;
+pub mod sweep;
+pub mod train;
