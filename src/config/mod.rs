@@ -7,7 +7,7 @@ pub mod spec;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use spec::{
     Activation, AugmentStep, Factor, FillMode, FlipMode, HeadSpec, Interpolation, OnBadImage,
@@ -15,7 +15,7 @@ pub use spec::{
 };
 
 /// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     /// `name` from the file, or the file stem.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
     pub name: String,
     pub description: Option<String>,
@@ -35,21 +35,21 @@ pub struct Variant {
 }
 
 /// One point of the matrix. New axes are new fields here (and in `Experiment::cells`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     pub variant: String,
     pub seed: u64,
 }
 
 /// Everything that determines a cell's training except the seed: defaults filled in, paths absolute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellConfig {
     pub dataset: DatasetConfig,
     pub model: ModelConfig,
     pub training: TrainingConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetConfig {
     pub source: DataSource,
     /// (height, width)
@@ -61,14 +61,14 @@ pub struct DatasetConfig {
     pub augmentation: Vec<AugmentStep>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataSource {
     Directories { train: PathBuf, validation: PathBuf },
     Synthetic(SyntheticSpec),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub architecture: String,
     pub channels: [usize; 5],
@@ -76,7 +76,7 @@ pub struct ModelConfig {
     pub head: HeadSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Weights {
     /// Seeded random initialisation (Glorot uniform kernels, zero biases).
@@ -89,14 +89,14 @@ pub enum Weights {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingConfig {
     pub epochs: usize,
     pub optimizer: Optimizer,
     pub freeze: FreezeRule,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum Optimizer {
     Adam {
@@ -114,7 +114,7 @@ pub enum Optimizer {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeRule {
     /// Keras default: every layer trains.

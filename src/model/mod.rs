@@ -1,5 +1,16 @@
 //! The engine seam: the network, its named parameters, weights loading and freeze masks.
-//! Only `model` and `train` use candle.
+//! Only `model` and `train` use candle; everything else sees `Network`, `Batch` and plain numbers.
 
 pub mod arch;
 pub mod freeze;
+pub mod init;
+pub mod layers;
+pub mod network;
+pub mod weights;
+
+pub use network::{Mode, Network};
+
+/// The compute device. Only the CPU for now.
+pub fn cpu() -> candle_core::Device {
+    candle_core::Device::Cpu
+}

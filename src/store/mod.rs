@@ -1,1 +1,255 @@
-//! Results on disk.
+//! Results on disk: where each cell's files go, and writing them so that a crash never leaves a
+//! half-written file or a half-finished cell under its final name.
+//!
+//! A cell is written into `<cell>.partial/` (metrics after every epoch, run.json on every status
+//! change) and renamed to `<cell>/` when it finishes as `done` or `diverged`. A cell that failed
+//! or was interrupted stays in `.partial/`, so an earlier finished result is never replaced by an
+//! unfinished one.
+
+pub mod record;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::Cell;
+use crate::train::EpochMetrics;
+pub use record::{RunRecord, Status};
+
+/// The results tree. Cells live at `<root>/<experiment>/<variant>/seed-<n>/`; this is the one
+/// place that decides it (run keys and commits will extend the path here).
+#[derive(Debug, Clone)]
+pub struct ResultsLayout {
+    pub root: PathBuf,
+}
+
+impl ResultsLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ResultsLayout { root: root.into() }
+    }
+
+    pub fn cell_dir(&self, experiment: &str, cell: &Cell) -> PathBuf {
+        self.root
+            .join(experiment)
+            .join(&cell.variant)
+            .join(format!("seed-{}", cell.seed))
+    }
+
+    /// Generated data sets (the synthetic demo data), shared by all experiments.
+    pub fn datasets_dir(&self) -> PathBuf {
+        self.root.join("datasets")
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `metrics.csv`: header `epoch,train_loss,train_acc,val_loss,val_acc,seconds`, one row per epoch.
+pub fn metrics_csv(rows: &[EpochMetrics]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row)?;
+    }
+    if rows.is_empty() {
+        w.write_record([
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_acc",
+            "seconds",
+        ])?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// Read a `metrics.csv` back.
+pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<EpochMetrics>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.deserialize()
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: malformed metrics", path.display()))
+}
+
+/// The files of one running cell.
+pub struct CellWriter {
+    final_dir: PathBuf,
+    work_dir: PathBuf,
+    metrics: Vec<EpochMetrics>,
+    pub record: RunRecord,
+}
+
+impl CellWriter {
+    /// Start writing a cell: a fresh `.partial` directory with run.json in status `running`.
+    pub fn start(final_dir: PathBuf, record: RunRecord) -> anyhow::Result<Self> {
+        let mut work = final_dir.clone().into_os_string();
+        work.push(".partial");
+        let work_dir = PathBuf::from(work);
+        if work_dir.exists() {
+            fs::remove_dir_all(&work_dir)
+                .with_context(|| format!("cannot clear {}", work_dir.display()))?;
+        }
+        fs::create_dir_all(&work_dir)
+            .with_context(|| format!("cannot create {}", work_dir.display()))?;
+        let w = CellWriter {
+            final_dir,
+            work_dir,
+            metrics: Vec::new(),
+            record,
+        };
+        w.write_record()?;
+        w.write_metrics()?;
+        Ok(w)
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    pub fn final_dir(&self) -> &Path {
+        &self.final_dir
+    }
+
+    pub fn metrics(&self) -> &[EpochMetrics] {
+        &self.metrics
+    }
+
+    /// Append an epoch and rewrite metrics.csv and run.json.
+    pub fn epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+        self.metrics.push(*m);
+        self.record.epochs_completed = self.metrics.len();
+        self.record.last = Some(*m);
+        self.write_metrics()?;
+        self.write_record()
+    }
+
+    fn write_metrics(&self) -> anyhow::Result<()> {
+        write_atomic(
+            &self.work_dir.join("metrics.csv"),
+            &metrics_csv(&self.metrics)?,
+        )
+    }
+
+    fn write_record(&self) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(&self.record)?;
+        write_atomic(&self.work_dir.join("run.json"), &json)
+    }
+
+    /// Record the final status. `done` and `diverged` cells move to their final directory
+    /// (replacing an earlier result only now); others stay in `.partial`. Returns where the cell is.
+    pub fn finish(mut self, status: Status, message: Option<String>) -> anyhow::Result<PathBuf> {
+        self.record.status = status;
+        self.record.message = message;
+        self.record.finished_at = Some(record::now());
+        self.write_record()?;
+        if !matches!(status, Status::Done | Status::Diverged) {
+            return Ok(self.work_dir);
+        }
+        if self.final_dir.exists() {
+            let mut old = self.final_dir.clone().into_os_string();
+            old.push(format!(".old-{}", std::process::id()));
+            let old = PathBuf::from(old);
+            fs::rename(&self.final_dir, &old)
+                .with_context(|| format!("cannot move aside {}", self.final_dir.display()))?;
+            fs::rename(&self.work_dir, &self.final_dir)
+                .with_context(|| format!("cannot move {} into place", self.work_dir.display()))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&self.work_dir, &self.final_dir)
+                .with_context(|| format!("cannot move {} into place", self.work_dir.display()))?;
+        }
+        Ok(self.final_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: 0.5,
+            train_acc: 0.75,
+            val_loss: 0.25,
+            val_acc: 0.875,
+            seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn metrics_csv_has_a_stable_header_and_round_trips() {
+        let bytes = metrics_csv(&[row(1), row(2)]).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "epoch,train_loss,train_acc,val_loss,val_acc,seconds"
+        );
+        assert_eq!(text.lines().nth(1).unwrap(), "1,0.5,0.75,0.25,0.875,1.5");
+        let empty = String::from_utf8(metrics_csv(&[]).unwrap()).unwrap();
+        assert_eq!(
+            empty.trim(),
+            "epoch,train_loss,train_acc,val_loss,val_acc,seconds"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        write_atomic(&p, &bytes).unwrap();
+        assert_eq!(read_metrics(&p).unwrap(), vec![row(1), row(2)]);
+    }
+
+    #[test]
+    fn finished_cell_replaces_old_result_only_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_dir = dir.path().join("exp/v/seed-0");
+        let mut w = CellWriter::start(final_dir.clone(), RunRecord::test_record()).unwrap();
+        w.epoch(&row(1)).unwrap();
+        assert!(w.work_dir().join("metrics.csv").exists());
+        assert!(
+            !final_dir.exists(),
+            "nothing appears under the final name before the cell finishes"
+        );
+        assert_eq!(w.finish(Status::Done, None).unwrap(), final_dir);
+        assert_eq!(
+            read_metrics(&final_dir.join("metrics.csv")).unwrap().len(),
+            1
+        );
+
+        // An interrupted rerun keeps the earlier result and leaves its own epochs in .partial.
+        let mut w = CellWriter::start(final_dir.clone(), RunRecord::test_record()).unwrap();
+        w.epoch(&row(1)).unwrap();
+        w.epoch(&row(2)).unwrap();
+        let kept = w
+            .finish(Status::Interrupted, Some("stopped by the user".into()))
+            .unwrap();
+        assert!(kept.ends_with("seed-0.partial"));
+        assert_eq!(
+            read_metrics(&final_dir.join("metrics.csv")).unwrap().len(),
+            1
+        );
+        assert_eq!(read_metrics(&kept.join("metrics.csv")).unwrap().len(), 2);
+        let rec: serde_json::Value =
+            serde_json::from_slice(&fs::read(kept.join("run.json")).unwrap()).unwrap();
+        assert_eq!(rec["status"], "interrupted");
+        assert_eq!(rec["epochs_completed"], 2);
+    }
+}

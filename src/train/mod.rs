@@ -1,1 +1,11 @@
-//! Training.
+//! Training: Keras's optimizers, loss and metrics, and the epoch loop. With `model`, the only
+//! code that uses candle.
+
+pub mod fit;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+
+pub use fit::{evaluate, Fit, FitOutcome, Observer};
+pub use metrics::{EpochMetrics, Running};
+pub use optim::KerasOptimizer;

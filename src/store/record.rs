@@ -1,0 +1,153 @@
+//! `run.json`: what was run, how it ended, and everything needed to understand the result.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CellConfig;
+use crate::train::EpochMetrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Done,
+    Failed,
+    Diverged,
+    Interrupted,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Diverged => "diverged",
+            Status::Interrupted => "interrupted",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    pub dir: PathBuf,
+    pub files: usize,
+    pub classes: Vec<String>,
+    /// Files left out under `on_bad_image = "skip"`, with the reason.
+    pub skipped: Vec<SkippedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsRecord {
+    pub source: Option<PathBuf>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParameterCounts {
+    pub trainable: usize,
+    pub frozen: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub experiment: String,
+    pub experiment_file: PathBuf,
+    pub variant: String,
+    pub seed: u64,
+    pub status: Status,
+    /// Why the cell failed, diverged or stopped.
+    pub message: Option<String>,
+    pub runner_version: String,
+    pub engine: String,
+    pub device: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub epochs_completed: usize,
+    /// The last finished epoch's metrics.
+    pub last: Option<EpochMetrics>,
+    pub trainable_layers: Vec<String>,
+    pub parameters: ParameterCounts,
+    pub weights: WeightsRecord,
+    pub train: Option<SplitRecord>,
+    pub validation: Option<SplitRecord>,
+    /// The fully resolved configuration of the cell (defaults filled in).
+    pub config: CellConfig,
+}
+
+/// The current time as RFC 3339 UTC, seconds precision.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl RunRecord {
+    #[cfg(test)]
+    pub fn test_record() -> Self {
+        use crate::config::*;
+        RunRecord {
+            experiment: "exp".into(),
+            experiment_file: "exp.toml".into(),
+            variant: "v".into(),
+            seed: 0,
+            status: Status::Running,
+            message: None,
+            runner_version: env!("CARGO_PKG_VERSION").into(),
+            engine: "candle".into(),
+            device: "cpu".into(),
+            started_at: now(),
+            finished_at: None,
+            epochs_completed: 0,
+            last: None,
+            trainable_layers: vec![],
+            parameters: ParameterCounts {
+                trainable: 0,
+                frozen: 0,
+            },
+            weights: WeightsRecord {
+                source: None,
+                sha256: None,
+            },
+            train: None,
+            validation: None,
+            config: CellConfig {
+                dataset: DatasetConfig {
+                    source: DataSource::Directories {
+                        train: "t".into(),
+                        validation: "v".into(),
+                    },
+                    image_size: [32, 32],
+                    batch_size: 4,
+                    shuffle: ShuffleMode::Keras,
+                    preprocessing: Preprocessing::Rescale,
+                    on_bad_image: OnBadImage::Error,
+                    augmentation: vec![],
+                },
+                model: ModelConfig {
+                    architecture: "vgg16".into(),
+                    channels: [2, 2, 2, 2, 2],
+                    weights: Weights::None,
+                    head: HeadSpec::default(),
+                },
+                training: TrainingConfig {
+                    epochs: 1,
+                    optimizer: Optimizer::Adam {
+                        learning_rate: 1e-3,
+                        beta_1: 0.9,
+                        beta_2: 0.999,
+                        epsilon: 1e-7,
+                    },
+                    freeze: FreezeRule::AllTrainable,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The epoch loop of one cell: Keras `fit` semantics (metrics with pre-update weights, validation
+//! after each epoch with the end-of-epoch weights and no augmentation), plus the cell's stop
+//! conditions: a non-finite loss ("diverged") and a user interrupt (checked after every batch).
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::Tensor;
+
+use super::loss::{bce_with_logits, correct_predictions};
+use super::metrics::{EpochMetrics, Running};
+use super::optim::KerasOptimizer;
+use crate::config::DatasetConfig;
+use crate::dataset::batches::{epoch_order, Batch, EpochPlan, Split};
+use crate::model::{Mode, Network};
+
+/// How a cell's training ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitOutcome {
+    Completed,
+    /// The training loss became NaN or infinite in this epoch (1-based) and batch (1-based).
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+    },
+    /// Stopped by the user after a batch of this epoch (1-based); finished epochs are kept.
+    Interrupted {
+        epoch: usize,
+    },
+}
+
+/// Progress callbacks, so the loop knows nothing about terminals or files.
+pub trait Observer {
+    fn on_epoch_start(&mut self, _epoch: usize, _batches: usize) {}
+    fn on_batch(&mut self, _epoch: usize, _batch: usize, _running: &Running) {}
+    /// Called after each finished epoch; an error stops training (e.g. the metrics file cannot be written).
+    fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()>;
+}
+
+pub struct Fit<'a> {
+    pub network: &'a Network,
+    pub optimizer: &'a mut KerasOptimizer,
+    pub train: &'a Split,
+    pub validation: &'a Split,
+    pub dataset: &'a DatasetConfig,
+    pub epochs: usize,
+    pub seed: u64,
+    pub stop: &'a AtomicBool,
+}
+
+impl Fit<'_> {
+    pub fn run(self, observer: &mut dyn Observer) -> anyhow::Result<FitOutcome> {
+        let Fit {
+            network,
+            optimizer,
+            train,
+            validation,
+            dataset,
+            epochs,
+            seed,
+            stop,
+        } = self;
+        let batches = train.len().div_ceil(dataset.batch_size);
+        for epoch in 1..=epochs {
+            let started = Instant::now();
+            observer.on_epoch_start(epoch, batches);
+            let plan = EpochPlan {
+                order: epoch_order(
+                    train.len(),
+                    dataset.shuffle,
+                    dataset.batch_size,
+                    seed,
+                    epoch - 1,
+                ),
+                batch_size: dataset.batch_size,
+                preprocessing: dataset.preprocessing,
+                augmentation: Some((dataset.augmentation.as_slice(), seed, epoch - 1)),
+            };
+            let mut running = Running::default();
+            let mut index = 0;
+            let mut failure: Option<anyhow::Error> = None;
+            let mut diverged = None;
+            let flow = train.for_each_batch(&plan, |batch| {
+                index += 1;
+                match train_step(network, optimizer, &batch) {
+                    Ok((loss, correct)) if loss.is_finite() => {
+                        running.update(loss, correct, batch.size);
+                        observer.on_batch(epoch, index, &running);
+                    }
+                    Ok((loss, _)) => {
+                        diverged = Some(FitOutcome::Diverged {
+                            epoch,
+                            batch: index,
+                            loss,
+                        });
+                        return ControlFlow::Break(());
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if let Some(d) = diverged {
+                return Ok(d);
+            }
+            if flow.is_break() {
+                return Ok(FitOutcome::Interrupted { epoch });
+            }
+            let (val_loss, val_acc) = evaluate(network, validation, dataset)?;
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss: running.loss(),
+                train_acc: running.accuracy(),
+                val_loss,
+                val_acc,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            observer.on_epoch_end(&metrics)?;
+            if !val_loss.is_finite() {
+                return Ok(FitOutcome::Diverged {
+                    epoch,
+                    batch: index,
+                    loss: val_loss,
+                });
+            }
+        }
+        Ok(FitOutcome::Completed)
+    }
+}
+
+/// Forward, loss, backward, update. Returns the batch's mean loss and correct count, both
+/// computed with the pre-update weights, as Keras reports them.
+fn train_step(
+    network: &Network,
+    optimizer: &mut KerasOptimizer,
+    batch: &Batch,
+) -> anyhow::Result<(f64, usize)> {
+    let logits = network.forward(&batch.images, batch.size, Mode::Train)?;
+    let labels = Tensor::from_slice(&batch.labels, batch.size, network.device())?;
+    let loss = bce_with_logits(&logits, &labels)?;
+    let loss_value: f32 = loss.to_scalar()?;
+    let correct = correct_predictions(&logits.detach().to_vec1::<f32>()?, &batch.labels);
+    if loss_value.is_finite() {
+        optimizer.step(&loss.backward()?)?;
+    }
+    Ok((loss_value as f64, correct))
+}
+
+/// (mean loss, accuracy) over a whole split in file order, without augmentation or gradients.
+pub fn evaluate(
+    network: &Network,
+    split: &Split,
+    dataset: &DatasetConfig,
+) -> anyhow::Result<(f64, f64)> {
+    let plan = EpochPlan {
+        order: (0..split.len()).collect(),
+        batch_size: dataset.batch_size,
+        preprocessing: dataset.preprocessing,
+        augmentation: None,
+    };
+    let mut running = Running::default();
+    let mut failure = None;
+    let _ = split.for_each_batch(&plan, |batch| {
+        let step = || -> anyhow::Result<(f64, usize)> {
+            let logits = network.forward(&batch.images, batch.size, Mode::Eval)?;
+            let labels = Tensor::from_slice(&batch.labels, batch.size, network.device())?;
+            let loss: f32 = bce_with_logits(&logits, &labels)?.to_scalar()?;
+            Ok((
+                loss as f64,
+                correct_predictions(&logits.to_vec1::<f32>()?, &batch.labels),
+            ))
+        };
+        match step() {
+            Ok((loss, correct)) => {
+                running.update(loss, correct, batch.size);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((running.loss(), running.accuracy())),
+    }
+}
