@@ -195,3 +195,87 @@ impl Network {
         candle_core::safetensors::save(&map, path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HeadSpec, ModelConfig, Optimizer, Weights};
+    use crate::train::loss::bce_with_logits;
+    use crate::train::KerasOptimizer;
+
+    fn arch() -> Architecture {
+        let model = ModelConfig {
+            architecture: "vgg16".into(),
+            channels: [4, 4, 8, 8, 8],
+            weights: Weights::None,
+            head: HeadSpec { units: vec![8], ..HeadSpec::default() },
+        };
+        Architecture::build(&model, 32, 32).unwrap()
+    }
+
+    fn trainable_from(arch: &Architecture, name: &str) -> Vec<bool> {
+        let start = arch.layers.iter().position(|l| l.name == name).unwrap();
+        (0..arch.layers.len()).map(|i| i >= start).collect()
+    }
+
+    fn batch(n: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = crate::rng::stream(99, "test-batch");
+        let images = (0..n * 32 * 32 * 3).map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0)).collect();
+        let labels = (0..n).map(|i| (i % 2) as f32).collect();
+        (images, labels)
+    }
+
+    #[test]
+    fn frozen_parameters_stay_bitwise_unchanged_and_trainable_ones_move() {
+        let arch = arch();
+        let mask = trainable_from(&arch, "block5_conv1");
+        let net = Network::new(arch, mask, &LoadedWeights::default(), 1, &Device::Cpu).unwrap();
+        let before = net.named_parameters().unwrap();
+        let vars = net.trainable_vars();
+        let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 2 * 5, "block5_conv1..3, dense, dense_1: weight and bias each");
+        assert!(names.iter().all(|n| n.starts_with("block5_") || n.starts_with("dense")));
+        let adam = Optimizer::Adam { learning_rate: 1e-2, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 };
+        let mut opt = KerasOptimizer::new(adam, vars).unwrap();
+        let (images, labels) = batch(4);
+        let y = Tensor::from_slice(&labels, 4, &Device::Cpu).unwrap();
+        for _ in 0..3 {
+            let loss = bce_with_logits(&net.forward(&images, 4, Mode::Train).unwrap(), &y).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        let after = net.named_parameters().unwrap();
+        for (name, t0) in &before {
+            let a: Vec<f32> = t0.flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = after[name].flatten_all().unwrap().to_vec1().unwrap();
+            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+            let trains = name.starts_with("block5_conv") || name.starts_with("dense");
+            // Biases start at zero and every trainable weight gets a gradient here, so all move.
+            assert_eq!(!same, trains, "{name}: trainable = {trains}, but changed = {}", !same);
+        }
+    }
+
+    #[test]
+    fn frozen_network_builds_no_autograd_graph() {
+        let arch = arch();
+        let n = arch.layers.len();
+        let (images, _) = batch(2);
+        let frozen = Network::new(arch.clone(), vec![false; n], &LoadedWeights::default(), 0, &Device::Cpu).unwrap();
+        assert!(!frozen.forward(&images, 2, Mode::Train).unwrap().track_op());
+        let head_only = Network::new(arch.clone(), trainable_from(&arch, "dense"), &LoadedWeights::default(), 0, &Device::Cpu).unwrap();
+        assert!(head_only.forward(&images, 2, Mode::Train).unwrap().track_op());
+        assert!(!head_only.forward(&images, 2, Mode::Eval).unwrap().track_op());
+        assert_eq!(head_only.parameter_counts().0, 8 * 8 + 8 + 8 + 1);
+    }
+
+    #[test]
+    fn initialisation_depends_on_seed_only() {
+        let arch = arch();
+        let n = arch.layers.len();
+        let p = |seed| Network::new(arch.clone(), vec![true; n], &LoadedWeights::default(), seed, &Device::Cpu).unwrap().named_parameters().unwrap();
+        let flat = |m: &BTreeMap<String, Tensor>, k: &str| -> Vec<f32> { m[k].flatten_all().unwrap().to_vec1().unwrap() };
+        let (a, b, c) = (p(5), p(5), p(6));
+        assert_eq!(flat(&a, "block3_conv2.weight"), flat(&b, "block3_conv2.weight"));
+        assert_ne!(flat(&a, "block3_conv2.weight"), flat(&c, "block3_conv2.weight"));
+        assert!(flat(&a, "dense.bias").iter().all(|&x| x == 0.0));
+    }
+}

@@ -1,0 +1,177 @@
+//! The command line: argument definitions (their doc comments are the `--help` text) and dispatch.
+//!
+//! Exit codes: 0 success; 1 an error before or outside training (bad experiment file, missing
+//! data or weights, unwritable results); 2 bad command-line usage; 3 the sweep ran but at least
+//! one cell failed or diverged; 130 interrupted by Ctrl-C (finished epochs are kept).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Experiment};
+use crate::model::arch::Architecture;
+use crate::model::freeze;
+use crate::store::{ResultsLayout, Status};
+use crate::sweep::{self, progress, Progress, SweepOptions};
+
+/// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
+pub const DEMO_TOML: &str = include_str!("../experiments/demo.toml");
+
+/// Run transfer-learning experiments (VGG16 feature extraction and fine-tuning) reproducibly.
+///
+/// An experiment file (TOML) declares a data set, a model, training settings, named variants
+/// (freeze masks, augmentation, optimizer, ...) and seeds; `runner sweep` trains every
+/// variant x seed cell and writes per-epoch metrics under results/. See
+/// experiments/reference.toml for every key and its default.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about, long_about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error (experiment file, data, weights, results); 2 usage; \
+3 some cells failed or diverged; 130 interrupted.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train every cell (variant x seed) of an experiment.
+    ///
+    /// Without an experiment file, runs the embedded offline demo (experiments/demo.toml): a
+    /// small VGG-style network on a generated two-class image set, the lecture's four variants,
+    /// two seeds. Results go to <results>/<experiment>/<variant>/seed-<n>/ (metrics.csv, run.json).
+    Sweep {
+        /// The experiment file (TOML). Default: the embedded demo.
+        experiment: Option<PathBuf>,
+        #[command(flatten)]
+        select: Select,
+        /// Override the number of epochs of every variant (for a quick try).
+        #[arg(long, value_name = "N")]
+        epochs: Option<usize>,
+        /// Print only the final table.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check an experiment file and show its matrix, without training.
+    ///
+    /// Prints each variant's trainable layers and parameter counts.
+    Check {
+        /// The experiment file (TOML). Default: the embedded demo.
+        experiment: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Select {
+    /// Run only this variant (repeat for several).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Run only this seed (repeat for several).
+    #[arg(long = "seed", value_name = "N")]
+    pub seeds: Vec<u64>,
+    /// Directory for results and generated data sets.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sweep { experiment, select, epochs, quiet } => {
+            let experiment = load_experiment(experiment.as_deref())?;
+            let stop = install_interrupt_handler();
+            let progress = if quiet { Progress::Quiet } else { Progress::detect() };
+            let options = SweepOptions {
+                results: ResultsLayout::new(select.results),
+                variants: select.variants,
+                seeds: select.seeds,
+                epochs,
+                progress,
+            };
+            let results = sweep::run(&experiment, &options, &stop)?;
+            println!("\n{}", progress::summary_table(&results));
+            if results.iter().any(|r| r.status == Status::Interrupted) || stop.load(Ordering::SeqCst) {
+                eprintln!("interrupted: finished epochs are kept in the cells' .partial directories");
+                return Ok(ExitCode::from(130));
+            }
+            if results.iter().any(|r| matches!(r.status, Status::Failed | Status::Diverged)) {
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { experiment } => {
+            let experiment = load_experiment(experiment.as_deref())?;
+            print!("{}", describe(&experiment)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {
+    Ok(match path {
+        Some(p) => config::load(p)?,
+        None => config::parse(DEMO_TOML, Path::new("experiments/demo.toml")).context("the embedded demo experiment")?,
+    })
+}
+
+/// A short description of the matrix: variants, trainable layers, parameter counts, seeds.
+pub fn describe(experiment: &Experiment) -> anyhow::Result<String> {
+    let mut out = format!(
+        "{}: {} variants x {} seeds = {} cells\n",
+        experiment.name,
+        experiment.variants.len(),
+        experiment.seeds.len(),
+        experiment.variants.len() * experiment.seeds.len()
+    );
+    for v in &experiment.variants {
+        let [h, w] = v.config.dataset.image_size;
+        let arch = Architecture::build(&v.config.model, h as usize, w as usize)?;
+        let mask = freeze::trainable_mask(&v.config.training.freeze, &arch).map_err(anyhow::Error::msg)?;
+        let trainable: usize = arch.layers.iter().zip(&mask).filter(|(_, &t)| t).map(|(l, _)| l.params()).sum();
+        let layers: Vec<&str> =
+            arch.layers.iter().zip(&mask).filter(|(l, &t)| t && l.has_weights()).map(|(l, _)| l.name.as_str()).collect();
+        out.push_str(&format!(
+            "  {:<24} trainable {:>10} / {:>10} params; trains {}; augmentation steps: {}\n",
+            v.name,
+            trainable,
+            arch.total_params(),
+            if layers.is_empty() { "nothing".to_string() } else { layers.join(", ") },
+            v.config.dataset.augmentation.len()
+        ));
+    }
+    let seeds: Vec<String> = experiment.seeds.iter().map(u64::to_string).collect();
+    out.push_str(&format!("  seeds: {}\n", seeds.join(", ")));
+    Ok(out)
+}
+
+/// First Ctrl-C: finish the current batch, keep what was written, stop. Second: exit at once.
+fn install_interrupt_handler() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let result = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current batch (press Ctrl-C again to exit at once)");
+    });
+    if let Err(e) = result {
+        eprintln!("warning: Ctrl-C handling is unavailable: {e}");
+    }
+    stop
+}
