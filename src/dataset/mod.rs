@@ -1,7 +1,12 @@
 //! Image data sets with Keras `image_dataset_from_directory` semantics, and the synthetic generator.
 //!
+//! The pipeline: `index` lists a class-folder directory, `decode` reads and resizes each file,
+//! `batches` keeps a decoded `Split` in memory and assembles each epoch's batches (order from
+//! `epoch_order`, augmentation for training only, preprocessing), and `Data` pairs the training
+//! and validation splits. `synthetic` writes a generated data set as ordinary class folders.
+//!
 //! This module turns files into batches of plain `f32` pixels; it never touches the engine
-//! (`model`/`train` convert batches to tensors). Decoding errors name the file.
+//! (`model`/`train` convert batches to tensors). Errors name the file or directory concerned.
 
 pub mod batches;
 pub mod decode;
@@ -75,6 +80,8 @@ pub enum DatasetError {
         classes.len()
     )]
     NotBinary { path: PathBuf, classes: Vec<String> },
+    #[error("dataset.synthetic: {message}")]
+    InvalidSynthetic { message: String },
     #[error("{}: cannot write the synthetic data set: {source} (check that the cache directory is writable and has free space)", path.display())]
     Write {
         path: PathBuf,
