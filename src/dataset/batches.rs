@@ -83,8 +83,7 @@ impl Split {
                 (Err(e), OnBadImage::Skip) => split.skipped.push((sample.path, reason(&e))),
             }
         }
-        if split.samples.is_empty() {
-            let (first, why) = &split.skipped[0];
+        if let (true, Some((first, why))) = (split.samples.is_empty(), split.skipped.first()) {
             return Err(DatasetError::Index {
                 path: split.root,
                 message: format!(
