@@ -1,14 +1,24 @@
 //! Image data sets with Keras `image_dataset_from_directory` semantics, and the synthetic generator.
 //!
+//! The pipeline: `index` lists a class-folder directory, `decode` reads and resizes each file,
+//! `batches` keeps a decoded `Split` in memory and assembles each epoch's batches (order from
+//! `epoch_order`, augmentation for training only, preprocessing), and `Data` pairs the training
+//! and validation splits. `synthetic` writes a generated data set as ordinary class folders.
+//!
 //! This module turns files into batches of plain `f32` pixels; it never touches the engine
-//! (`model`/`train` convert batches to tensors). Decoding errors name the file.
+//! (`model`/`train` convert batches to tensors). Errors name the file or directory concerned.
 
 pub mod batches;
 pub mod decode;
 pub mod index;
+mod order;
 pub mod synthetic;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub use batches::{Batch, EpochPlan, Split};
+
+use crate::config::DatasetConfig;
 
 /// An RGB image, channels last (HWC), values in 0..=255 as `f32` (what Keras's resize produces).
 #[derive(Debug, Clone, PartialEq)]
@@ -52,4 +62,67 @@ pub enum DatasetError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} and {} have different class folders ({train_classes:?} and {validation_classes:?}); \
+         both must have the same class sub-folders",
+        train.display(),
+        validation.display()
+    )]
+    ClassMismatch {
+        train: PathBuf,
+        validation: PathBuf,
+        train_classes: Vec<String>,
+        validation_classes: Vec<String>,
+    },
+    #[error(
+        "{}: found {} classes named {classes:?}; binary classification needs exactly 2 class folders",
+        path.display(),
+        classes.len()
+    )]
+    NotBinary { path: PathBuf, classes: Vec<String> },
+    #[error("dataset.synthetic: {message}")]
+    InvalidSynthetic { message: String },
+    #[error("{}: cannot write the synthetic data set: {source} (check that the cache directory is writable and has free space)", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The training and validation splits of one data set, with the same classes.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub train: Split,
+    pub validation: Split,
+}
+
+impl Data {
+    /// Open both splits and check that they hold the same two classes (binary classification).
+    pub fn open(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+    ) -> Result<Data, DatasetError> {
+        // Check the listings before spending time on decoding.
+        let train = index::index_directory(train_dir)?;
+        let validation = index::index_directory(validation_dir)?;
+        if train.class_names != validation.class_names {
+            return Err(DatasetError::ClassMismatch {
+                train: train.root,
+                validation: validation.root,
+                train_classes: train.class_names,
+                validation_classes: validation.class_names,
+            });
+        }
+        if train.class_names.len() != 2 {
+            return Err(DatasetError::NotBinary {
+                path: train.root,
+                classes: train.class_names,
+            });
+        }
+        Ok(Data {
+            train: Split::decode(train, cfg)?,
+            validation: Split::decode(validation, cfg)?,
+        })
+    }
 }
