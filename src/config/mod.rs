@@ -2,16 +2,31 @@
 //!
 //! Everything downstream (data, model, training, store) consumes the resolved types defined here,
 //! never the raw TOML. Errors name the file, the line and the dotted key.
+//!
+//! - `spec` (+ `forms`, `value_de`): the file as written, deserialized with messages in the
+//!   user's terms; unknown keys are errors.
+//! - `parse`: stage one. TOML text -> spec, each `[[variants]]` entry deep-merged over the base.
+//! - `resolve`: stage two. Checks what the values mean (ranges, data source, layer names) and
+//!   builds the `Experiment`. Never touches the file system.
+//! - `locate`: dotted key paths and the line each one is written on.
 
+mod forms;
+mod locate;
+mod parse;
+mod resolve;
 pub mod spec;
+#[cfg(test)]
+mod tests;
+mod value_de;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use resolve::DEFAULT_VARIANT;
 pub use spec::{
     Activation, AugmentStep, Factor, FillMode, FlipMode, HeadSpec, Interpolation, OnBadImage,
-    Preprocessing, ShuffleMode, SyntheticSpec,
+    Preprocessing, ShuffleMode, SyntheticSpec, KNOWN_WEIGHTS,
 };
 
 /// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
@@ -156,8 +171,9 @@ pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
 }
 
 /// Parse and validate experiment text; `path` is used for messages and to resolve relative paths.
-pub fn parse(_text: &str, _path: &Path) -> Result<Experiment, ConfigError> {
-    todo!("config::parse")
+pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
+    let (source, parsed) = parse::read(text, path)?;
+    resolve::resolve(&source, parsed)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,8 +183,14 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
-    /// `file:line: dotted.key: message`
-    #[error("{}{}: {key}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    /// `file:line: dotted.key: message`; syntax errors have an empty `key` and show as
+    /// `file:line: message`.
+    #[error(
+        "{}{}: {}{message}",
+        file.display(),
+        line.map(|l| format!(":{l}")).unwrap_or_default(),
+        if key.is_empty() { String::new() } else { format!("{key}: ") }
+    )]
     Invalid {
         file: PathBuf,
         line: Option<usize>,

@@ -3,6 +3,9 @@
 //! Every table rejects unknown keys so that a typo can never silently change an experiment.
 //! Defaults are the notebook's (see `experiments/reference.toml`, which documents each key once).
 //! Nothing here touches the file system or resolves paths: that is `resolve`'s job.
+//! The values that take several forms (`optimizer`, `weights`, augmentation steps, factors) have
+//! hand-written `Deserialize` impls in `forms.rs`, so that a wrong form gets a message listing the
+//! accepted ones instead of serde's "data did not match any variant".
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +22,10 @@ pub struct ExperimentSpec {
     /// Seeds axis of the matrix.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Absent only when every variant brings its own data source; validation says what is missing.
+    #[serde(default)]
     pub dataset: DatasetSpec,
+    #[serde(default)]
     pub model: ModelSpec,
     #[serde(default)]
     pub training: TrainingSpec,
@@ -73,6 +79,22 @@ pub struct DatasetSpec {
     /// Ordered augmentation steps, applied to training batches only.
     #[serde(default)]
     pub augmentation: Vec<AugmentStep>,
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec {
+            train_dir: None,
+            validation_dir: None,
+            synthetic: None,
+            image_size: default_image_size(),
+            batch_size: default_batch_size(),
+            shuffle: ShuffleMode::default(),
+            preprocessing: Preprocessing::default(),
+            on_bad_image: OnBadImage::default(),
+            augmentation: Vec::new(),
+        }
+    }
 }
 
 fn default_image_size() -> [u32; 2] {
@@ -146,8 +168,9 @@ pub enum OnBadImage {
 }
 
 /// One augmentation step, in Keras's parameterisation (`type = "flip" | "rotation" | "zoom" | "translation" | "contrast"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// `Deserialize` is in `forms.rs`: it names the keys each `type` accepts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum AugmentStep {
     /// `RandomFlip(mode)`.
     Flip {
@@ -192,7 +215,8 @@ pub enum AugmentStep {
 }
 
 /// A Keras factor: a single number `f` meaning (-f, f), or an explicit `[lower, upper]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// `Deserialize` is in `forms.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Factor {
     Symmetric(f32),
@@ -254,6 +278,17 @@ pub struct ModelSpec {
     pub head: HeadSpec,
 }
 
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            architecture: default_architecture(),
+            channels: default_channels(),
+            weights: WeightsSpec::default(),
+            head: HeadSpec::default(),
+        }
+    }
+}
+
 fn default_architecture() -> String {
     "vgg16".to_string()
 }
@@ -261,7 +296,11 @@ fn default_channels() -> [usize; 5] {
     [64, 128, 256, 512, 512]
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Pretrained weights known by name (the model module knows where each comes from).
+pub const KNOWN_WEIGHTS: &[&str] = &["keras:vgg16-imagenet", "torchvision:vgg16-imagenet"];
+
+/// `Deserialize` is in `forms.rs`; only the names in `KNOWN_WEIGHTS` (and "none") are accepted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum WeightsSpec {
     /// "none" or a known name ("keras:vgg16-imagenet", "torchvision:vgg16-imagenet").
@@ -350,77 +389,63 @@ fn default_learning_rate() -> f64 {
     1e-3
 }
 
-/// `optimizer = "adam"` or a table with parameters, e.g. `{ name = "rmsprop", rho = 0.9 }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// `optimizer = "adam"` or a table with parameters, e.g. `{ name = "rmsprop", rho = 0.9 }`; the
+/// parameters a table leaves out take Keras's defaults. `Deserialize` is in `forms.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 pub enum OptimizerSpec {
-    Name(OptimizerName),
-    Adam(AdamSpec),
-    RmsProp(RmsPropSpec),
+    /// Keras `Adam` defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7 (added to the uncorrected sqrt(v)).
+    Adam {
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+    },
+    /// Keras `RMSprop` defaults: rho 0.9, momentum 0, epsilon 1e-7 (inside the sqrt), centered false.
+    Rmsprop {
+        rho: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    },
+}
+
+/// Keras's optimizer defaults (keras-notebook-semantics.md, gotcha G10).
+pub(crate) const KERAS_BETA_1: f64 = 0.9;
+pub(crate) const KERAS_BETA_2: f64 = 0.999;
+pub(crate) const KERAS_EPSILON: f64 = 1e-7;
+pub(crate) const KERAS_RHO: f64 = 0.9;
+
+impl OptimizerSpec {
+    /// Keras `Adam()` as `optimizer="adam"` builds it.
+    pub fn adam() -> Self {
+        OptimizerSpec::Adam {
+            beta_1: KERAS_BETA_1,
+            beta_2: KERAS_BETA_2,
+            epsilon: KERAS_EPSILON,
+        }
+    }
+
+    /// Keras `RMSprop()` as `optimizer="rmsprop"` builds it.
+    pub fn rmsprop() -> Self {
+        OptimizerSpec::Rmsprop {
+            rho: KERAS_RHO,
+            momentum: 0.0,
+            epsilon: KERAS_EPSILON,
+            centered: false,
+        }
+    }
 }
 
 impl Default for OptimizerSpec {
     fn default() -> Self {
-        OptimizerSpec::Name(OptimizerName::Adam)
+        OptimizerSpec::adam()
     }
 }
 
+/// The optimizer names, as written in `optimizer = "..."` or `{ name = "..." }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerName {
     Adam,
     Rmsprop,
-}
-
-/// Keras `Adam` defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7 (added to the uncorrected sqrt(v)).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdamSpec {
-    pub name: AdamTag,
-    #[serde(default = "default_beta_1")]
-    pub beta_1: f64,
-    #[serde(default = "default_beta_2")]
-    pub beta_2: f64,
-    #[serde(default = "default_epsilon")]
-    pub epsilon: f64,
-}
-
-/// Keras `RMSprop` defaults: rho 0.9, momentum 0, epsilon 1e-7 (inside the sqrt), centered false.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RmsPropSpec {
-    pub name: RmsPropTag,
-    #[serde(default = "default_rho")]
-    pub rho: f64,
-    #[serde(default)]
-    pub momentum: f64,
-    #[serde(default = "default_epsilon")]
-    pub epsilon: f64,
-    #[serde(default)]
-    pub centered: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdamTag {
-    Adam,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RmsPropTag {
-    Rmsprop,
-}
-
-fn default_beta_1() -> f64 {
-    0.9
-}
-fn default_beta_2() -> f64 {
-    0.999
-}
-fn default_epsilon() -> f64 {
-    1e-7
-}
-fn default_rho() -> f64 {
-    0.9
 }
