@@ -34,7 +34,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 error (experiment file, data, weights, results); 2 usage; \
+const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 error (experiment file, data, weights, results); 2 usage; \
 3 some cells failed or diverged; 130 interrupted.";
 
 #[derive(Debug, Subcommand)]
@@ -92,10 +93,19 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Sweep { experiment, select, epochs, quiet } => {
+        Command::Sweep {
+            experiment,
+            select,
+            epochs,
+            quiet,
+        } => {
             let experiment = load_experiment(experiment.as_deref())?;
             let stop = install_interrupt_handler();
-            let progress = if quiet { Progress::Quiet } else { Progress::detect() };
+            let progress = if quiet {
+                Progress::Quiet
+            } else {
+                Progress::detect()
+            };
             let options = SweepOptions {
                 results: ResultsLayout::new(select.results),
                 variants: select.variants,
@@ -105,11 +115,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let results = sweep::run(&experiment, &options, &stop)?;
             println!("\n{}", progress::summary_table(&results));
-            if results.iter().any(|r| r.status == Status::Interrupted) || stop.load(Ordering::SeqCst) {
-                eprintln!("interrupted: finished epochs are kept in the cells' .partial directories");
+            if results.iter().any(|r| r.status == Status::Interrupted)
+                || stop.load(Ordering::SeqCst)
+            {
+                eprintln!(
+                    "interrupted: finished epochs are kept in the cells' .partial directories"
+                );
                 return Ok(ExitCode::from(130));
             }
-            if results.iter().any(|r| matches!(r.status, Status::Failed | Status::Diverged)) {
+            if results
+                .iter()
+                .any(|r| matches!(r.status, Status::Failed | Status::Diverged))
+            {
                 return Ok(ExitCode::from(3));
             }
             Ok(ExitCode::SUCCESS)
@@ -125,7 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {
     Ok(match path {
         Some(p) => config::load(p)?,
-        None => config::parse(DEMO_TOML, Path::new("experiments/demo.toml")).context("the embedded demo experiment")?,
+        None => config::parse(DEMO_TOML, Path::new("experiments/demo.toml"))
+            .context("the embedded demo experiment")?,
     })
 }
 
@@ -141,16 +159,32 @@ pub fn describe(experiment: &Experiment) -> anyhow::Result<String> {
     for v in &experiment.variants {
         let [h, w] = v.config.dataset.image_size;
         let arch = Architecture::build(&v.config.model, h as usize, w as usize)?;
-        let mask = freeze::trainable_mask(&v.config.training.freeze, &arch).map_err(anyhow::Error::msg)?;
-        let trainable: usize = arch.layers.iter().zip(&mask).filter(|(_, &t)| t).map(|(l, _)| l.params()).sum();
-        let layers: Vec<&str> =
-            arch.layers.iter().zip(&mask).filter(|(l, &t)| t && l.has_weights()).map(|(l, _)| l.name.as_str()).collect();
+        let mask =
+            freeze::trainable_mask(&v.config.training.freeze, &arch).map_err(anyhow::Error::msg)?;
+        let trainable: usize = arch
+            .layers
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &t)| t)
+            .map(|(l, _)| l.params())
+            .sum();
+        let layers: Vec<&str> = arch
+            .layers
+            .iter()
+            .zip(&mask)
+            .filter(|(l, &t)| t && l.has_weights())
+            .map(|(l, _)| l.name.as_str())
+            .collect();
         out.push_str(&format!(
             "  {:<24} trainable {:>10} / {:>10} params; trains {}; augmentation steps: {}\n",
             v.name,
             trainable,
             arch.total_params(),
-            if layers.is_empty() { "nothing".to_string() } else { layers.join(", ") },
+            if layers.is_empty() {
+                "nothing".to_string()
+            } else {
+                layers.join(", ")
+            },
             v.config.dataset.augmentation.len()
         ));
     }

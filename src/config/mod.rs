@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use resolve::DEFAULT_VARIANT;
 pub use spec::{
-    Activation, AugmentStep, Factor, FillMode, FlipMode, HeadSpec, Interpolation, OnBadImage,
-    Preprocessing, ShuffleMode, SyntheticSpec, KNOWN_WEIGHTS,
+    Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
+    OnBadImage, Preprocessing, ShuffleMode, SyntheticSpec, KNOWN_WEIGHTS,
 };
 
 /// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
@@ -88,6 +88,7 @@ pub struct ModelConfig {
     pub architecture: String,
     pub channels: [usize; 5],
     pub weights: Weights,
+    pub conv_init: ConvInit,
     pub head: HeadSpec,
 }
 

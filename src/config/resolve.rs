@@ -412,6 +412,7 @@ impl<'a> Ctx<'a> {
             architecture: m.architecture.clone(),
             channels: m.channels,
             weights,
+            conv_init: m.conv_init,
             head: m.head.clone(),
         })
     }

@@ -274,8 +274,26 @@ pub struct ModelSpec {
     /// "keras:vgg16-imagenet", or `{ file = "...", sha256 = "..." }`.
     #[serde(default)]
     pub weights: WeightsSpec,
+    /// How convolution kernels that `weights` does not provide are initialised.
+    #[serde(default)]
+    pub conv_init: ConvInit,
     #[serde(default)]
     pub head: HeadSpec,
+}
+
+/// Initialiser for convolution kernels drawn at random (biases always start at zero; the dense
+/// head always uses Keras's Glorot uniform).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvInit {
+    /// Keras's default: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)). Through 13 ReLU layers it
+    /// shrinks the signal about twofold per layer, so a randomly initialised VGG gives nearly
+    /// constant features.
+    #[default]
+    GlorotUniform,
+    /// He et al. (2015): U(-l, l) with l = sqrt(6 / fan_in), which keeps the signal's scale
+    /// through ReLU layers; what a random conv base needs to produce usable features.
+    HeUniform,
 }
 
 impl Default for ModelSpec {
@@ -284,6 +302,7 @@ impl Default for ModelSpec {
             architecture: default_architecture(),
             channels: default_channels(),
             weights: WeightsSpec::default(),
+            conv_init: ConvInit::default(),
             head: HeadSpec::default(),
         }
     }

@@ -590,6 +590,7 @@ fn lecture_file_is_the_notebook() {
             architecture: "vgg16".into(),
             channels: [64, 128, 256, 512, 512],
             weights: Weights::Named("keras:vgg16-imagenet".into()),
+            conv_init: crate::config::ConvInit::GlorotUniform,
             head: HeadSpec {
                 units: vec![256],
                 activation: Activation::Relu,
@@ -674,7 +675,8 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
             })
         );
         assert_eq!(d.dataset.image_size, [64, 64]);
-        assert_eq!(d.model.channels, [16, 32, 64, 64, 64]);
+        assert_eq!(d.model.channels, [8, 16, 32, 64, 64]);
+        assert_eq!(d.model.conv_init, crate::config::ConvInit::HeUniform);
         assert_eq!(d.model.weights, Weights::None);
         assert_eq!(d.model.head.units, [128]);
         assert_eq!(d.training.epochs, 6);

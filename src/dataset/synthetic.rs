@@ -28,10 +28,10 @@ use crate::config::SyntheticSpec;
 use crate::rng;
 
 /// Bump whenever rendering or file layout changes, so that old cached sets are not reused.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// The two classes of the demo's target task, in label order (folder names sort the same way).
-pub const TARGET_CLASSES: [ShapeKind; 2] = [ShapeKind::Circle, ShapeKind::Square];
+pub const TARGET_CLASSES: [ShapeKind; 2] = [ShapeKind::Checker, ShapeKind::Square];
 
 /// JPEG quality of the JPEG files in the set.
 const JPEG_QUALITY: u8 = 90;

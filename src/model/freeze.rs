@@ -85,6 +85,7 @@ mod tests {
             architecture: "vgg16".into(),
             channels: [64, 128, 256, 512, 512],
             weights: Weights::None,
+            conv_init: crate::config::ConvInit::GlorotUniform,
             head: HeadSpec::default(),
         };
         Architecture::build(&model, 150, 150).unwrap()

@@ -10,6 +10,7 @@ use super::arch::{Architecture, LayerKind};
 use super::init::glorot_uniform;
 use super::layers;
 use super::weights::{parameter_shapes, LoadedWeights};
+use crate::config::ConvInit;
 
 pub type Result<T> = candle_core::Result<T>;
 
@@ -53,6 +54,7 @@ impl Network {
     /// layer i trains.
     pub fn new(
         arch: Architecture,
+        conv_init: ConvInit,
         trainable: Vec<bool>,
         weights: &LoadedWeights,
         seed: u64,
@@ -70,7 +72,11 @@ impl Network {
                 LayerKind::Conv {
                     in_channels,
                     out_channels,
-                } => (9 * in_channels, 9 * out_channels),
+                } => match conv_init {
+                    ConvInit::GlorotUniform => (9 * in_channels, 9 * out_channels),
+                    // He uniform is Glorot's formula without the fan-out term.
+                    ConvInit::HeUniform => (9 * in_channels, 0),
+                },
                 LayerKind::Dense { inputs, units, .. } => (inputs, units),
                 LayerKind::Pool | LayerKind::Flatten => {
                     params.push(None);
@@ -208,7 +214,11 @@ mod tests {
             architecture: "vgg16".into(),
             channels: [4, 4, 8, 8, 8],
             weights: Weights::None,
-            head: HeadSpec { units: vec![8], ..HeadSpec::default() },
+            conv_init: crate::config::ConvInit::GlorotUniform,
+            head: HeadSpec {
+                units: vec![8],
+                ..HeadSpec::default()
+            },
         };
         Architecture::build(&model, 32, 32).unwrap()
     }
@@ -220,7 +230,9 @@ mod tests {
 
     fn batch(n: usize) -> (Vec<f32>, Vec<f32>) {
         let mut rng = crate::rng::stream(99, "test-batch");
-        let images = (0..n * 32 * 32 * 3).map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0)).collect();
+        let images = (0..n * 32 * 32 * 3)
+            .map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0))
+            .collect();
         let labels = (0..n).map(|i| (i % 2) as f32).collect();
         (images, labels)
     }
@@ -229,13 +241,32 @@ mod tests {
     fn frozen_parameters_stay_bitwise_unchanged_and_trainable_ones_move() {
         let arch = arch();
         let mask = trainable_from(&arch, "block5_conv1");
-        let net = Network::new(arch, mask, &LoadedWeights::default(), 1, &Device::Cpu).unwrap();
+        let net = Network::new(
+            arch,
+            ConvInit::GlorotUniform,
+            mask,
+            &LoadedWeights::default(),
+            1,
+            &Device::Cpu,
+        )
+        .unwrap();
         let before = net.named_parameters().unwrap();
         let vars = net.trainable_vars();
         let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names.len(), 2 * 5, "block5_conv1..3, dense, dense_1: weight and bias each");
-        assert!(names.iter().all(|n| n.starts_with("block5_") || n.starts_with("dense")));
-        let adam = Optimizer::Adam { learning_rate: 1e-2, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 };
+        assert_eq!(
+            names.len(),
+            2 * 5,
+            "block5_conv1..3, dense, dense_1: weight and bias each"
+        );
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("block5_") || n.starts_with("dense")));
+        let adam = Optimizer::Adam {
+            learning_rate: 1e-2,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+        };
         let mut opt = KerasOptimizer::new(adam, vars).unwrap();
         let (images, labels) = batch(4);
         let y = Tensor::from_slice(&labels, 4, &Device::Cpu).unwrap();
@@ -250,7 +281,11 @@ mod tests {
             let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
             let trains = name.starts_with("block5_conv") || name.starts_with("dense");
             // Biases start at zero and every trainable weight gets a gradient here, so all move.
-            assert_eq!(!same, trains, "{name}: trainable = {trains}, but changed = {}", !same);
+            assert_eq!(
+                !same, trains,
+                "{name}: trainable = {trains}, but changed = {}",
+                !same
+            );
         }
     }
 
@@ -259,11 +294,33 @@ mod tests {
         let arch = arch();
         let n = arch.layers.len();
         let (images, _) = batch(2);
-        let frozen = Network::new(arch.clone(), vec![false; n], &LoadedWeights::default(), 0, &Device::Cpu).unwrap();
+        let frozen = Network::new(
+            arch.clone(),
+            ConvInit::GlorotUniform,
+            vec![false; n],
+            &LoadedWeights::default(),
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
         assert!(!frozen.forward(&images, 2, Mode::Train).unwrap().track_op());
-        let head_only = Network::new(arch.clone(), trainable_from(&arch, "dense"), &LoadedWeights::default(), 0, &Device::Cpu).unwrap();
-        assert!(head_only.forward(&images, 2, Mode::Train).unwrap().track_op());
-        assert!(!head_only.forward(&images, 2, Mode::Eval).unwrap().track_op());
+        let head_only = Network::new(
+            arch.clone(),
+            ConvInit::GlorotUniform,
+            trainable_from(&arch, "dense"),
+            &LoadedWeights::default(),
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(head_only
+            .forward(&images, 2, Mode::Train)
+            .unwrap()
+            .track_op());
+        assert!(!head_only
+            .forward(&images, 2, Mode::Eval)
+            .unwrap()
+            .track_op());
         assert_eq!(head_only.parameter_counts().0, 8 * 8 + 8 + 8 + 1);
     }
 
@@ -271,11 +328,31 @@ mod tests {
     fn initialisation_depends_on_seed_only() {
         let arch = arch();
         let n = arch.layers.len();
-        let p = |seed| Network::new(arch.clone(), vec![true; n], &LoadedWeights::default(), seed, &Device::Cpu).unwrap().named_parameters().unwrap();
-        let flat = |m: &BTreeMap<String, Tensor>, k: &str| -> Vec<f32> { m[k].flatten_all().unwrap().to_vec1().unwrap() };
+        let p = |seed| {
+            Network::new(
+                arch.clone(),
+                ConvInit::HeUniform,
+                vec![true; n],
+                &LoadedWeights::default(),
+                seed,
+                &Device::Cpu,
+            )
+            .unwrap()
+            .named_parameters()
+            .unwrap()
+        };
+        let flat = |m: &BTreeMap<String, Tensor>, k: &str| -> Vec<f32> {
+            m[k].flatten_all().unwrap().to_vec1().unwrap()
+        };
         let (a, b, c) = (p(5), p(5), p(6));
-        assert_eq!(flat(&a, "block3_conv2.weight"), flat(&b, "block3_conv2.weight"));
-        assert_ne!(flat(&a, "block3_conv2.weight"), flat(&c, "block3_conv2.weight"));
+        assert_eq!(
+            flat(&a, "block3_conv2.weight"),
+            flat(&b, "block3_conv2.weight")
+        );
+        assert_ne!(
+            flat(&a, "block3_conv2.weight"),
+            flat(&c, "block3_conv2.weight")
+        );
         assert!(flat(&a, "dense.bias").iter().all(|&x| x == 0.0));
     }
 }

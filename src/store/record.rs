@@ -135,6 +135,7 @@ impl RunRecord {
                     architecture: "vgg16".into(),
                     channels: [2, 2, 2, 2, 2],
                     weights: Weights::None,
+                    conv_init: crate::config::ConvInit::GlorotUniform,
                     head: HeadSpec::default(),
                 },
                 training: TrainingConfig {

@@ -48,16 +48,28 @@ pub struct CellResult {
 
 /// The cells of `experiment` selected by `options`, in matrix order.
 pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::Result<Vec<Cell>> {
-    let names: Vec<&str> = experiment.variants.iter().map(|v| v.name.as_str()).collect();
+    let names: Vec<&str> = experiment
+        .variants
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
     for v in &options.variants {
         if !names.contains(&v.as_str()) {
-            bail!("{}: no variant named \"{v}\" (variants: {})", experiment.file.display(), names.join(", "));
+            bail!(
+                "{}: no variant named \"{v}\" (variants: {})",
+                experiment.file.display(),
+                names.join(", ")
+            );
         }
     }
     for s in &options.seeds {
         if !experiment.seeds.contains(s) {
             let seeds: Vec<String> = experiment.seeds.iter().map(u64::to_string).collect();
-            bail!("{}: seed {s} is not in the experiment's seeds ({})", experiment.file.display(), seeds.join(", "));
+            bail!(
+                "{}: seed {s} is not in the experiment's seeds ({})",
+                experiment.file.display(),
+                seeds.join(", ")
+            );
         }
     }
     Ok(experiment
@@ -85,24 +97,43 @@ fn data_key(d: &DatasetConfig) -> String {
 
 /// Open every data set and weights file the selected cells need, before any training starts,
 /// so that a missing directory or file is reported at once.
-fn prepare(experiment: &Experiment, cells: &[Cell], options: &SweepOptions) -> anyhow::Result<Inputs> {
-    let mut inputs = Inputs { data: BTreeMap::new(), weights: BTreeMap::new() };
+fn prepare(
+    experiment: &Experiment,
+    cells: &[Cell],
+    options: &SweepOptions,
+) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs {
+        data: BTreeMap::new(),
+        weights: BTreeMap::new(),
+    };
     let device = crate::model::cpu();
     for cell in cells {
-        let variant = experiment.variant(&cell.variant).expect("selected cells exist");
+        let variant = experiment
+            .variant(&cell.variant)
+            .expect("selected cells exist");
         let cfg = &variant.config;
         let dk = data_key(&cfg.dataset);
         if !inputs.data.contains_key(&dk) {
             let (train, validation) = match &cfg.dataset.source {
-                DataSource::Directories { train, validation } => (train.clone(), validation.clone()),
+                DataSource::Directories { train, validation } => {
+                    (train.clone(), validation.clone())
+                }
                 DataSource::Synthetic(spec) => {
                     let dirs = synthetic::ensure(spec, &options.results.datasets_dir())?;
-                    options.progress.line(&format!("synthetic data set: {}", dirs.0.parent().unwrap_or(&dirs.0).display()));
+                    options.progress.line(&format!(
+                        "synthetic data set: {}",
+                        dirs.0.parent().unwrap_or(&dirs.0).display()
+                    ));
                     dirs
                 }
             };
-            let data = Data::open(&cfg.dataset, &train, &validation)
-                .with_context(|| format!("variant \"{}\" of {}", variant.name, experiment.file.display()))?;
+            let data = Data::open(&cfg.dataset, &train, &validation).with_context(|| {
+                format!(
+                    "variant \"{}\" of {}",
+                    variant.name,
+                    experiment.file.display()
+                )
+            })?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}",
                 data.train.len(),
@@ -114,8 +145,13 @@ fn prepare(experiment: &Experiment, cells: &[Cell], options: &SweepOptions) -> a
         let wk = key(&cfg.model.weights);
         if !inputs.weights.contains_key(&wk) {
             let arch = architecture(cfg)?;
-            let loaded = weights::load(&cfg.model.weights, &arch, &device)
-                .with_context(|| format!("variant \"{}\" of {}: model.weights", variant.name, experiment.file.display()))?;
+            let loaded = weights::load(&cfg.model.weights, &arch, &device).with_context(|| {
+                format!(
+                    "variant \"{}\" of {}: model.weights",
+                    variant.name,
+                    experiment.file.display()
+                )
+            })?;
             inputs.weights.insert(wk, loaded);
         }
     }
@@ -129,7 +165,11 @@ fn architecture(cfg: &CellConfig) -> anyhow::Result<Architecture> {
 
 /// Run the selected cells of `experiment`. Stops early (marking the cell `interrupted`) when
 /// `stop` becomes true.
-pub fn run(experiment: &Experiment, options: &SweepOptions, stop: &AtomicBool) -> anyhow::Result<Vec<CellResult>> {
+pub fn run(
+    experiment: &Experiment,
+    options: &SweepOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<CellResult>> {
     let cells = select_cells(experiment, options)?;
     let inputs = prepare(experiment, &cells, options)?;
     let mut results = Vec::new();
@@ -137,8 +177,17 @@ pub fn run(experiment: &Experiment, options: &SweepOptions, stop: &AtomicBool) -
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let variant = experiment.variant(&cell.variant).expect("selected cells exist");
-        options.progress.line(&format!("[{}/{}] {} / {} / seed {}", i + 1, cells.len(), experiment.name, cell.variant, cell.seed));
+        let variant = experiment
+            .variant(&cell.variant)
+            .expect("selected cells exist");
+        options.progress.line(&format!(
+            "[{}/{}] {} / {} / seed {}",
+            i + 1,
+            cells.len(),
+            experiment.name,
+            cell.variant,
+            cell.seed
+        ));
         let result = run_cell(experiment, variant, cell, &inputs, options, stop)?;
         options.progress.line(&progress::cell_summary(&result));
         let interrupted = result.status == Status::Interrupted;
@@ -169,10 +218,15 @@ fn run_cell(
     let loaded = &inputs.weights[&key(&cfg.model.weights)];
     let arch = architecture(&cfg)?;
     let mask = freeze::trainable_mask(&cfg.training.freeze, &arch).map_err(anyhow::Error::msg)?;
-    let trainable_layers =
-        arch.layers.iter().zip(&mask).filter(|(l, &t)| t && l.has_weights()).map(|(l, _)| l.name.clone()).collect();
+    let trainable_layers = arch
+        .layers
+        .iter()
+        .zip(&mask)
+        .filter(|(l, &t)| t && l.has_weights())
+        .map(|(l, _)| l.name.clone())
+        .collect();
     let device = crate::model::cpu();
-    let network = Network::new(arch, mask, loaded, cell.seed, &device)?;
+    let network = Network::new(arch, cfg.model.conv_init, mask, loaded, cell.seed, &device)?;
     let (trainable, frozen) = network.parameter_counts();
     let record = RunRecord {
         experiment: experiment.name.clone(),
@@ -190,7 +244,10 @@ fn run_cell(
         last: None,
         trainable_layers,
         parameters: ParameterCounts { trainable, frozen },
-        weights: WeightsRecord { source: loaded.source.clone(), sha256: loaded.sha256.clone() },
+        weights: WeightsRecord {
+            source: loaded.source.clone(),
+            sha256: loaded.sha256.clone(),
+        },
         train: Some(split_record(&data.train)),
         validation: Some(split_record(&data.validation)),
         config: cfg.clone(),
@@ -214,25 +271,42 @@ fn run_cell(
             seed: cell.seed,
             stop,
         };
-        let mut observer = CellObserver { writer: &mut writer, progress: &options.progress, bar: None };
+        let mut observer = CellObserver {
+            writer: &mut writer,
+            progress: &options.progress,
+            bar: None,
+        };
         let outcome = fit.run(&mut observer);
         observer.finish_bar();
         outcome
     })();
     let (status, message) = match outcome {
         Ok(FitOutcome::Completed) => (Status::Done, None),
-        Ok(FitOutcome::Diverged { epoch, batch, loss }) => {
-            (Status::Diverged, Some(format!("loss became {loss} in epoch {epoch}, batch {batch}")))
-        }
+        Ok(FitOutcome::Diverged { epoch, batch, loss }) => (
+            Status::Diverged,
+            Some(format!(
+                "loss became {loss} in epoch {epoch}, batch {batch}"
+            )),
+        ),
         Ok(FitOutcome::Interrupted { epoch }) => (
             Status::Interrupted,
-            Some(format!("stopped by the user during epoch {epoch}; {} finished epochs kept", writer.metrics().len())),
+            Some(format!(
+                "stopped by the user during epoch {epoch}; {} finished epochs kept",
+                writer.metrics().len()
+            )),
         ),
         Err(e) => (Status::Failed, Some(format!("{e:#}"))),
     };
     let last = writer.metrics().last().copied();
     let dir = writer.finish(status, message.clone())?;
-    Ok(CellResult { cell: cell.clone(), status, dir, last, seconds: started.elapsed().as_secs_f64(), message })
+    Ok(CellResult {
+        cell: cell.clone(),
+        status,
+        dir,
+        last,
+        seconds: started.elapsed().as_secs_f64(),
+        message,
+    })
 }
 
 fn split_record(split: &Split) -> SplitRecord {
@@ -240,7 +314,14 @@ fn split_record(split: &Split) -> SplitRecord {
         dir: split.root.clone(),
         files: split.len(),
         classes: split.class_names.clone(),
-        skipped: split.skipped.iter().map(|(path, reason)| SkippedFile { path: path.clone(), reason: reason.clone() }).collect(),
+        skipped: split
+            .skipped
+            .iter()
+            .map(|(path, reason)| SkippedFile {
+                path: path.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -265,12 +346,18 @@ impl CellObserver<'_> {
 impl Observer for CellObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
         self.finish_bar();
-        self.bar = self.progress.epoch_bar(epoch, self.writer.record.config.training.epochs, batches);
+        self.bar =
+            self.progress
+                .epoch_bar(epoch, self.writer.record.config.training.epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &Running) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("loss {:.4} acc {:.4}", running.loss(), running.accuracy()));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4}",
+                running.loss(),
+                running.accuracy()
+            ));
             bar.inc(1);
         }
     }
@@ -278,7 +365,10 @@ impl Observer for CellObserver<'_> {
     fn on_epoch_end(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
         self.finish_bar();
         self.writer.epoch(m)?;
-        self.progress.line(&progress::epoch_line(m, self.writer.record.config.training.epochs));
+        self.progress.line(&progress::epoch_line(
+            m,
+            self.writer.record.config.training.epochs,
+        ));
         Ok(())
     }
 }

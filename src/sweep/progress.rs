@@ -38,9 +38,10 @@ impl Progress {
             return None;
         }
         let bar = ProgressBar::new(batches as u64);
-        let style = ProgressStyle::with_template("  epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("  epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{epoch}/{epochs}"));
         Some(bar)
@@ -56,27 +57,56 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
 }
 
 pub fn cell_summary(r: &CellResult) -> String {
-    let acc = r.last.map(|m| format!(", val_acc {:.4}", m.val_acc)).unwrap_or_default();
-    let msg = r.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-    format!("  {}{acc} in {:.1} s -> {}{msg}", r.status, r.seconds, r.dir.display())
+    let acc = r
+        .last
+        .map(|m| format!(", val_acc {:.4}", m.val_acc))
+        .unwrap_or_default();
+    let msg = r
+        .message
+        .as_ref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    format!(
+        "  {}{acc} in {:.1} s -> {}{msg}",
+        r.status,
+        r.seconds,
+        r.dir.display()
+    )
 }
 
 /// The closing table of a sweep.
 pub fn summary_table(results: &[CellResult]) -> String {
-    let mut out = String::from("variant                      seed  status       epochs  val_acc  val_loss  seconds\n");
+    let mut out = String::from(
+        "variant                      seed  status       epochs  val_acc  val_loss  seconds\n",
+    );
     for r in results {
         let (epochs, acc, loss) = match r.last {
-            Some(m) => (m.epoch.to_string(), format!("{:.4}", m.val_acc), format!("{:.4}", m.val_loss)),
+            Some(m) => (
+                m.epoch.to_string(),
+                format!("{:.4}", m.val_acc),
+                format!("{:.4}", m.val_loss),
+            ),
             None => ("0".into(), "-".into(), "-".into()),
         };
         out.push_str(&format!(
             "{:<28} {:>4}  {:<11} {:>6}  {:>7}  {:>8}  {:>7.1}\n",
-            r.cell.variant, r.cell.seed, r.status.to_string(), epochs, acc, loss, r.seconds
+            r.cell.variant,
+            r.cell.seed,
+            r.status.to_string(),
+            epochs,
+            acc,
+            loss,
+            r.seconds
         ));
     }
-    let bad = results.iter().filter(|r| matches!(r.status, Status::Failed | Status::Diverged)).count();
+    let bad = results
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Diverged))
+        .count();
     if bad > 0 {
-        out.push_str(&format!("{bad} cell(s) failed or diverged: see the message in their run.json\n"));
+        out.push_str(&format!(
+            "{bad} cell(s) failed or diverged: see the message in their run.json\n"
+        ));
     }
     out
 }

@@ -5,19 +5,41 @@ fn two_epoch_sweep_writes_metrics_and_records_for_every_cell() {
     let dir = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(dir.path(), "");
     let results = dir.path().join("results");
-    let out = runner().arg("sweep").arg(&exp).arg("--results").arg(&results).assert().success();
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
-    assert!(stdout.contains("feature_extraction") && stdout.contains("fine_tuning_aug"), "{stdout}");
+    assert!(
+        stdout.contains("feature_extraction") && stdout.contains("fine_tuning_aug"),
+        "{stdout}"
+    );
     for variant in ["feature_extraction", "fine_tuning_aug"] {
         for seed in [0, 1] {
-            let cell = results.join("tiny").join(variant).join(format!("seed-{seed}"));
+            let cell = results
+                .join("tiny")
+                .join(variant)
+                .join(format!("seed-{seed}"));
             let metrics = std::fs::read_to_string(cell.join("metrics.csv")).unwrap();
             let lines: Vec<&str> = metrics.lines().collect();
-            assert_eq!(lines[0], "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
-            assert_eq!(lines.len(), 3, "{variant}/{seed}: header + 2 epochs\n{metrics}");
+            assert_eq!(
+                lines[0],
+                "epoch,train_loss,train_acc,val_loss,val_acc,seconds"
+            );
+            assert_eq!(
+                lines.len(),
+                3,
+                "{variant}/{seed}: header + 2 epochs\n{metrics}"
+            );
             for line in &lines[1..] {
                 let v: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
-                assert!(v[1].is_finite() && (0.0..=1.0).contains(&v[2]) && (0.0..=1.0).contains(&v[4]), "{line}");
+                assert!(
+                    v[1].is_finite() && (0.0..=1.0).contains(&v[2]) && (0.0..=1.0).contains(&v[4]),
+                    "{line}"
+                );
             }
             let record = read_json(&cell.join("run.json"));
             assert_eq!(record["status"], "done");
@@ -26,15 +48,29 @@ fn two_epoch_sweep_writes_metrics_and_records_for_every_cell() {
             assert_eq!(record["epochs_completed"], 2);
             assert_eq!(record["train"]["files"], 24);
             assert_eq!(record["validation"]["files"], 12);
-            let layers: Vec<String> =
-                record["trainable_layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+            let layers: Vec<String> = record["trainable_layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_string())
+                .collect();
             let expected: &[&str] = if variant == "feature_extraction" {
                 &["dense", "dense_1"]
             } else {
-                &["block5_conv1", "block5_conv2", "block5_conv3", "dense", "dense_1"]
+                &[
+                    "block5_conv1",
+                    "block5_conv2",
+                    "block5_conv3",
+                    "dense",
+                    "dense_1",
+                ]
             };
             assert_eq!(layers, expected);
-            assert!(!results.join("tiny").join(variant).join(format!("seed-{seed}.partial")).exists());
+            assert!(!results
+                .join("tiny")
+                .join(variant)
+                .join(format!("seed-{seed}.partial"))
+                .exists());
         }
     }
 }
@@ -46,15 +82,27 @@ fn same_seed_gives_identical_metrics_and_seeds_differ() {
     let metrics = |results: &str, seed: u64| -> Vec<String> {
         let results = dir.path().join(results);
         runner()
-            .args(["sweep", "--quiet", "--variant", "fine_tuning_aug", "--seed", &seed.to_string()])
+            .args([
+                "sweep",
+                "--quiet",
+                "--variant",
+                "fine_tuning_aug",
+                "--seed",
+                &seed.to_string(),
+            ])
             .arg(&exp)
             .arg("--results")
             .arg(&results)
             .assert()
             .success();
-        let text = std::fs::read_to_string(results.join(format!("tiny/fine_tuning_aug/seed-{seed}/metrics.csv"))).unwrap();
+        let text = std::fs::read_to_string(
+            results.join(format!("tiny/fine_tuning_aug/seed-{seed}/metrics.csv")),
+        )
+        .unwrap();
         // Everything but the wall-clock seconds column.
-        text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+        text.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
     };
     assert_eq!(metrics("a", 0), metrics("b", 0));
     assert_ne!(metrics("a", 0), metrics("c", 1));
@@ -66,21 +114,43 @@ fn check_describes_the_matrix_without_training() {
     let exp = tiny_experiment(dir.path(), "");
     let out = runner().arg("check").arg(&exp).assert().success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
-    assert!(stdout.starts_with("tiny: 2 variants x 2 seeds = 4 cells"), "{stdout}");
+    assert!(
+        stdout.starts_with("tiny: 2 variants x 2 seeds = 4 cells"),
+        "{stdout}"
+    );
     assert!(stdout.contains("trains dense, dense_1;"), "{stdout}");
-    assert!(stdout.contains("trains block5_conv1, block5_conv2, block5_conv3, dense, dense_1;"), "{stdout}");
+    assert!(
+        stdout.contains("trains block5_conv1, block5_conv2, block5_conv3, dense, dense_1;"),
+        "{stdout}"
+    );
     assert!(!dir.path().join("results").exists());
 }
 
 #[test]
 fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "[[variants]]\nname = \"exploding\"\ntraining.learning_rate = 1e30\n");
+    let exp = tiny_experiment(
+        dir.path(),
+        "[[variants]]\nname = \"exploding\"\ntraining.learning_rate = 1e30\n",
+    );
     let results = dir.path().join("results");
-    runner().args(["sweep", "--quiet", "--seed", "0"]).arg(&exp).arg("--results").arg(&results).assert().code(3);
+    runner()
+        .args(["sweep", "--quiet", "--seed", "0"])
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .code(3);
     let record = read_json(&results.join("tiny/exploding/seed-0/run.json"));
     assert_eq!(record["status"], "diverged");
-    assert!(record["message"].as_str().unwrap().contains("loss became"), "{}", record["message"]);
+    assert!(
+        record["message"].as_str().unwrap().contains("loss became"),
+        "{}",
+        record["message"]
+    );
     // The other variants ran to completion.
-    assert_eq!(read_json(&results.join("tiny/feature_extraction/seed-0/run.json"))["status"], "done");
+    assert_eq!(
+        read_json(&results.join("tiny/feature_extraction/seed-0/run.json"))["status"],
+        "done"
+    );
 }

@@ -65,7 +65,7 @@ fn same_spec_gives_identical_files_and_another_seed_does_not() {
     assert_eq!(files, tree(root_b));
     // 2 classes x (6 train + 3 validation) images, plus the description.
     assert_eq!(files.len(), 2 * (6 + 3) + 1);
-    assert!(files.contains_key("train/circles/0000.png"));
+    assert!(files.contains_key("train/checkers/0000.png"));
     assert!(files.contains_key("validation/squares/0002.jpg"));
 
     let (train_c, _) = ensure(&spec(4, 6, 16), a.path()).unwrap();
@@ -87,8 +87,8 @@ fn same_spec_gives_identical_files_and_another_seed_does_not() {
     );
     // Train and validation images are drawn from different streams.
     assert_ne!(
-        files["train/circles/0000.png"],
-        files["validation/circles/0000.png"]
+        files["train/checkers/0000.png"],
+        files["validation/checkers/0000.png"]
     );
 }
 
@@ -97,7 +97,7 @@ fn the_loader_reads_the_generated_set_with_the_expected_classes_counts_and_forma
     let cache = tempfile::tempdir().unwrap();
     let (train, validation) = ensure(&spec(1, 12, 20), cache.path()).unwrap();
     let data = Data::open(&config(20), &train, &validation).unwrap();
-    assert_eq!(data.train.class_names, vec!["circles", "squares"]);
+    assert_eq!(data.train.class_names, vec!["checkers", "squares"]);
     assert_eq!(data.train.len(), 24);
     assert_eq!(data.validation.len(), 12);
     let per_label = |split: &super::super::Split, label| {
@@ -114,9 +114,9 @@ fn the_loader_reads_the_generated_set_with_the_expected_classes_counts_and_forma
         .filter(|s| s.path.extension().is_some_and(|e| e == "jpg"))
         .count();
     assert_eq!(jpegs, 2 * 4, "one file in three is a JPEG");
-    let grey = image::open(train.join("circles/0001.png")).unwrap();
+    let grey = image::open(train.join("checkers/0001.png")).unwrap();
     assert_eq!(grey.color(), image::ColorType::L8);
-    let colour = image::open(train.join("circles/0000.png")).unwrap();
+    let colour = image::open(train.join("checkers/0000.png")).unwrap();
     assert_eq!(colour.color(), image::ColorType::Rgb8);
 }
 
