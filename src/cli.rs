@@ -13,10 +13,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Experiment};
+use crate::dataset::batches::{epoch_order, Split};
 use crate::model::arch::Architecture;
 use crate::model::freeze;
 use crate::store::{ResultsLayout, Status};
 use crate::sweep::{self, progress, Progress, SweepOptions};
+use crate::{augment, store};
 
 /// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
 pub const DEMO_TOML: &str = include_str!("../experiments/demo.toml");
@@ -56,6 +58,32 @@ pub enum Command {
         /// Print only the final table.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Write a grid of augmented training images: what a variant's model sees.
+    ///
+    /// Uses the same random streams as training, so the grid shows exactly the images of the
+    /// given seed and epoch (before preprocessing).
+    AugmentPreview {
+        /// The experiment file (TOML). Default: the embedded demo.
+        experiment: Option<PathBuf>,
+        /// The variant whose augmentation to show.
+        #[arg(long, value_name = "NAME")]
+        variant: String,
+        /// Number of images.
+        #[arg(short = 'n', default_value_t = 16)]
+        count: usize,
+        /// Output PNG file.
+        #[arg(short = 'o', long, value_name = "FILE", default_value = "preview.png")]
+        output: PathBuf,
+        /// Run seed (default: the experiment's first seed).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Epoch, from 1.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        epoch: usize,
+        /// Directory for generated data sets.
+        #[arg(long, value_name = "DIR", default_value = "results")]
+        results: PathBuf,
     },
     /// Check an experiment file and show its matrix, without training.
     ///
@@ -129,6 +157,66 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 return Ok(ExitCode::from(3));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AugmentPreview {
+            experiment,
+            variant,
+            count,
+            output,
+            seed,
+            epoch,
+            results,
+        } => {
+            let experiment = load_experiment(experiment.as_deref())?;
+            let Some(v) = experiment.variant(&variant) else {
+                let names: Vec<&str> = experiment
+                    .variants
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "{}: no variant named \"{variant}\" (variants: {})",
+                    experiment.file.display(),
+                    names.join(", ")
+                );
+            };
+            let seed = seed.unwrap_or(experiment.seeds[0]);
+            let dataset = &v.config.dataset;
+            let (train_dir, _) = sweep::data_dirs(&dataset.source, &ResultsLayout::new(results))?;
+            let split = Split::open(&train_dir, dataset)?;
+            let epoch0 = epoch.max(1) - 1;
+            let order = epoch_order(
+                split.len(),
+                dataset.shuffle,
+                dataset.batch_size,
+                seed,
+                epoch0,
+            );
+            let images: Vec<_> = order
+                .iter()
+                .take(count)
+                .map(|&i| {
+                    augment::apply(
+                        &dataset.augmentation,
+                        &split.images[i],
+                        &mut augment::image_stream(seed, epoch0, i),
+                    )
+                })
+                .collect();
+            let columns = (images.len() as f64).sqrt().ceil() as usize;
+            let grid = augment::preview::grid(&images, columns, 2);
+            let mut png = Vec::new();
+            grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+            store::write_atomic(&output, &png)?;
+            println!(
+                "{} augmented training images of {} / {variant} (seed {seed}, epoch {}, {} steps) -> {}",
+                images.len(),
+                experiment.name,
+                epoch0 + 1,
+                dataset.augmentation.len(),
+                output.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { experiment } => {

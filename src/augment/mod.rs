@@ -32,6 +32,13 @@ use crate::config::AugmentStep;
 use crate::dataset::Image;
 use crate::rng::Rng;
 
+/// The random stream that augments sample `index` of the training split in `epoch` (0-based)
+/// under run seed `seed`. One stream per image keeps the result independent of threading and of
+/// every other random stream of the run (shuffling, initialisation).
+pub fn image_stream(seed: u64, epoch: usize, index: usize) -> rand_chacha::ChaCha8Rng {
+    crate::rng::stream(seed, &format!("augment/epoch-{epoch}/sample-{index}"))
+}
+
 /// Apply `steps` in order to `image`, drawing every random factor from `rng`.
 ///
 /// Each geometric step resamples on its own (rotation then zoom is two bilinear passes, as in a

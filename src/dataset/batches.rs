@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use super::decode::load_image;
 use super::index::{index_directory, ClassIndex};
 use super::{DatasetError, Image, Sample};
+use crate::augment;
 use crate::config::{AugmentStep, DatasetConfig, OnBadImage, Preprocessing};
-use crate::{augment, rng};
 
 pub use super::order::epoch_order;
 
@@ -141,8 +141,7 @@ impl Split {
             let start = images.len();
             match plan.augmentation {
                 Some((steps, seed, epoch)) if !steps.is_empty() => {
-                    let mut stream =
-                        rng::stream(seed, &format!("augment/epoch-{epoch}/sample-{i}"));
+                    let mut stream = augment::image_stream(seed, epoch, i);
                     let augmented = augment::apply(steps, &self.images[i], &mut stream);
                     images.extend_from_slice(&augmented.data);
                 }

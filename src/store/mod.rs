@@ -79,7 +79,7 @@ pub fn metrics_csv(rows: &[EpochMetrics]) -> anyhow::Result<Vec<u8>> {
             "seconds",
         ])?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Read a `metrics.csv` back.

@@ -113,20 +113,14 @@ fn prepare(
             .expect("selected cells exist");
         let cfg = &variant.config;
         let dk = data_key(&cfg.dataset);
-        if !inputs.data.contains_key(&dk) {
-            let (train, validation) = match &cfg.dataset.source {
-                DataSource::Directories { train, validation } => {
-                    (train.clone(), validation.clone())
-                }
-                DataSource::Synthetic(spec) => {
-                    let dirs = synthetic::ensure(spec, &options.results.datasets_dir())?;
-                    options.progress.line(&format!(
-                        "synthetic data set: {}",
-                        dirs.0.parent().unwrap_or(&dirs.0).display()
-                    ));
-                    dirs
-                }
-            };
+        if let std::collections::btree_map::Entry::Vacant(slot) = inputs.data.entry(dk) {
+            let (train, validation) = data_dirs(&cfg.dataset.source, &options.results)?;
+            if let DataSource::Synthetic(_) = cfg.dataset.source {
+                options.progress.line(&format!(
+                    "synthetic data set: {}",
+                    train.parent().unwrap_or(&train).display()
+                ));
+            }
             let data = Data::open(&cfg.dataset, &train, &validation).with_context(|| {
                 format!(
                     "variant \"{}\" of {}",
@@ -140,10 +134,10 @@ fn prepare(
                 data.validation.len(),
                 data.train.class_names
             ));
-            inputs.data.insert(dk, data);
+            slot.insert(data);
         }
         let wk = key(&cfg.model.weights);
-        if !inputs.weights.contains_key(&wk) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = inputs.weights.entry(wk) {
             let arch = architecture(cfg)?;
             let loaded = weights::load(&cfg.model.weights, &arch, &device).with_context(|| {
                 format!(
@@ -152,10 +146,21 @@ fn prepare(
                     experiment.file.display()
                 )
             })?;
-            inputs.weights.insert(wk, loaded);
+            slot.insert(loaded);
         }
     }
     Ok(inputs)
+}
+
+/// The (train, validation) directories of a data source, generating a synthetic set if needed.
+pub fn data_dirs(
+    source: &DataSource,
+    results: &ResultsLayout,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    Ok(match source {
+        DataSource::Directories { train, validation } => (train.clone(), validation.clone()),
+        DataSource::Synthetic(spec) => synthetic::ensure(spec, &results.datasets_dir())?,
+    })
 }
 
 fn architecture(cfg: &CellConfig) -> anyhow::Result<Architecture> {

@@ -197,3 +197,152 @@ pub fn evaluate(
         None => Ok((running.loss(), running.accuracy())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+    use crate::dataset::{Image, Sample};
+    use crate::model::arch::Architecture;
+    use crate::model::weights::LoadedWeights;
+
+    fn split(n: usize) -> Split {
+        let mut rng = crate::rng::stream(5, "test-images");
+        let images = (0..n)
+            .map(|_| {
+                let mut img = Image::new(32, 32);
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = crate::rng::uniform_f32(&mut rng, 0.0, 255.0));
+                img
+            })
+            .collect();
+        Split {
+            root: "mem".into(),
+            class_names: vec!["a".into(), "b".into()],
+            samples: (0..n)
+                .map(|i| Sample {
+                    path: format!("{i}.png").into(),
+                    label: (i % 2) as u32,
+                })
+                .collect(),
+            images,
+            skipped: vec![],
+        }
+    }
+
+    fn dataset(augmentation: Vec<AugmentStep>) -> DatasetConfig {
+        DatasetConfig {
+            source: DataSource::Directories {
+                train: "t".into(),
+                validation: "v".into(),
+            },
+            image_size: [32, 32],
+            batch_size: 4,
+            shuffle: ShuffleMode::Keras,
+            preprocessing: Preprocessing::Rescale,
+            on_bad_image: OnBadImage::Error,
+            augmentation,
+        }
+    }
+
+    fn lecture_augmentation() -> Vec<AugmentStep> {
+        let sampling = |factor| AugmentStep::Rotation {
+            factor,
+            fill_mode: FillMode::Reflect,
+            fill_value: 0.0,
+            interpolation: Interpolation::Bilinear,
+        };
+        vec![
+            AugmentStep::Flip {
+                mode: FlipMode::Horizontal,
+            },
+            sampling(Factor::Symmetric(0.1)),
+            AugmentStep::Zoom {
+                height_factor: Factor::Symmetric(0.1),
+                width_factor: None,
+                fill_mode: FillMode::Reflect,
+                fill_value: 0.0,
+                interpolation: Interpolation::Bilinear,
+            },
+        ]
+    }
+
+    fn batches(split: &Split, augmentation: Option<(&[AugmentStep], u64, usize)>) -> Vec<Batch> {
+        let plan = EpochPlan {
+            order: (0..split.len()).collect(),
+            batch_size: 4,
+            preprocessing: Preprocessing::Rescale,
+            augmentation,
+        };
+        let mut out = Vec::new();
+        let _ = split.for_each_batch(&plan, |b| {
+            out.push(b);
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    #[test]
+    fn the_same_seed_gives_identical_augmented_batches() {
+        let split = split(6);
+        let steps = lecture_augmentation();
+        let a = batches(&split, Some((&steps, 7, 0)));
+        assert_eq!(a, batches(&split, Some((&steps, 7, 0))));
+        assert_ne!(
+            a,
+            batches(&split, Some((&steps, 8, 0))),
+            "another seed augments differently"
+        );
+        assert_ne!(
+            a,
+            batches(&split, Some((&steps, 7, 1))),
+            "another epoch augments differently"
+        );
+        assert_ne!(a, batches(&split, None), "augmentation changes the images");
+    }
+
+    #[test]
+    fn validation_is_never_augmented() {
+        let split = split(10);
+        let model = ModelConfig {
+            architecture: "vgg16".into(),
+            channels: [2, 2, 2, 2, 2],
+            weights: Weights::None,
+            conv_init: ConvInit::HeUniform,
+            head: HeadSpec {
+                units: vec![4],
+                ..HeadSpec::default()
+            },
+        };
+        let arch = Architecture::build(&model, 32, 32).unwrap();
+        let n = arch.layers.len();
+        let net = Network::new(
+            arch,
+            ConvInit::HeUniform,
+            vec![true; n],
+            &LoadedWeights::default(),
+            3,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let plain = evaluate(&net, &split, &dataset(vec![])).unwrap();
+        let with_aug = evaluate(&net, &split, &dataset(lecture_augmentation())).unwrap();
+        assert_eq!(plain, with_aug);
+        // The same network on augmented inputs gives another loss, so the equality above is not vacuous.
+        let aug_batches = batches(&split, Some((&lecture_augmentation(), 3, 0)));
+        let aug_loss: f32 = {
+            let b = &aug_batches[0];
+            let logits = net.forward(&b.images, b.size, Mode::Eval).unwrap();
+            let y = Tensor::from_slice(&b.labels, b.size, net.device()).unwrap();
+            bce_with_logits(&logits, &y).unwrap().to_scalar().unwrap()
+        };
+        let plain_first: f32 = {
+            let b = &batches(&split, None)[0];
+            let logits = net.forward(&b.images, b.size, Mode::Eval).unwrap();
+            let y = Tensor::from_slice(&b.labels, b.size, net.device()).unwrap();
+            bce_with_logits(&logits, &y).unwrap().to_scalar().unwrap()
+        };
+        assert_ne!(aug_loss, plain_first);
+    }
+}

@@ -154,3 +154,38 @@ fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
         "done"
     );
 }
+
+#[test]
+fn augment_preview_writes_what_training_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let preview = |name: &str, epoch: &str| -> Vec<u8> {
+        let out = dir.path().join(name);
+        runner()
+            .args([
+                "augment-preview",
+                "--variant",
+                "fine_tuning_aug",
+                "-n",
+                "4",
+                "--epoch",
+                epoch,
+            ])
+            .arg(&exp)
+            .arg("-o")
+            .arg(&out)
+            .arg("--results")
+            .arg(dir.path().join("results"))
+            .assert()
+            .success();
+        std::fs::read(out).unwrap()
+    };
+    let a = preview("a.png", "1");
+    let img = image::load_from_memory(&a).unwrap();
+    assert!(
+        img.width() >= 2 * 32 && img.height() >= 2 * 32,
+        "2x2 grid of 32x32 images"
+    );
+    assert_eq!(a, preview("b.png", "1"), "deterministic");
+    assert_ne!(a, preview("c.png", "2"), "another epoch, other draws");
+}
