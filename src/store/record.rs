@@ -58,6 +58,47 @@ pub struct ParameterCounts {
     pub frozen: usize,
 }
 
+/// The components of a run key: each is a SHA-256 (hex) of one input of the cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyComponents {
+    /// Canonical hash of the fully resolved cell configuration (paths relative to the experiment file).
+    pub config: String,
+    /// Root hash of the data set manifests (train and validation).
+    pub dataset: String,
+    /// SHA-256 of the weights file, or null for random initialisation.
+    pub weights: Option<String>,
+    /// Hash of the code state: commit id plus the hash of any local diff and untracked files.
+    pub code: String,
+    pub seed: u64,
+}
+
+/// Where the code came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// False when the runner was started outside a git work tree (then the other fields are null/empty).
+    pub in_git_repo: bool,
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    /// Tracked files differ from the commit, or untracked (not ignored) files exist.
+    pub dirty: bool,
+    /// SHA-256 of the diff against the commit (tracked changes + untracked file contents), when dirty.
+    pub diff_sha256: Option<String>,
+    /// Untracked, not ignored files, relative to the repository root.
+    pub untracked: Vec<String>,
+}
+
+/// The machine and software a run used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub runner_version: String,
+    pub rustc: String,
+    pub engine: String,
+    pub device: String,
+    pub cpu: String,
+    pub threads: usize,
+    pub os: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub experiment: String,
