@@ -55,6 +55,12 @@ pub enum Command {
         /// Override the number of epochs of every variant (for a quick try).
         #[arg(long, value_name = "N")]
         epochs: Option<usize>,
+        /// Rerun cells that are done already (the earlier result moves to .history/).
+        #[arg(long)]
+        force: bool,
+        /// Rerun only the cells that failed.
+        #[arg(long, conflicts_with = "force")]
+        retry_failed: bool,
         /// Print only the final table.
         #[arg(long, short)]
         quiet: bool,
@@ -126,6 +132,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             select,
             epochs,
             quiet,
+            force,
+            retry_failed,
         } => {
             let experiment = load_experiment(experiment.as_deref())?;
             let stop = install_interrupt_handler();
@@ -140,10 +148,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seeds: select.seeds,
                 epochs,
                 progress,
+                force,
+                retry_failed,
             };
             let results = sweep::run(&experiment, &options, &stop)?;
             println!("\n{}", progress::summary_table(&results));
-            if results.iter().any(|r| r.status == Status::Interrupted)
+            if results
+                .iter()
+                .any(|r| r.status == Some(Status::Interrupted))
                 || stop.load(Ordering::SeqCst)
             {
                 eprintln!(
@@ -153,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if results
                 .iter()
-                .any(|r| matches!(r.status, Status::Failed | Status::Diverged))
+                .any(|r| matches!(r.status, Some(Status::Failed | Status::Diverged)))
             {
                 return Ok(ExitCode::from(3));
             }

@@ -11,6 +11,7 @@
 //! - `locate`: dotted key paths and the line each one is written on.
 
 mod forms;
+pub mod hash;
 mod locate;
 mod parse;
 mod resolve;

@@ -6,6 +6,7 @@
 //! or was interrupted stays in `.partial/`, so an earlier finished result is never replaced by an
 //! unfinished one.
 
+pub mod lock;
 pub mod record;
 
 use std::fs;
@@ -18,8 +19,10 @@ use crate::config::Cell;
 use crate::train::EpochMetrics;
 pub use record::{RunRecord, Status};
 
-/// The results tree. Cells live at `<root>/<experiment>/<variant>/seed-<n>/`; this is the one
-/// place that decides it (run keys and commits will extend the path here).
+/// The results tree. Cells live at `<root>/<code-state>/<experiment>/<variant>/seed-<n>/`, where
+/// the code state is `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`: results of different
+/// code never mix, and a tree with local edits is never filed under its clean commit. This is
+/// the one place that decides paths.
 #[derive(Debug, Clone)]
 pub struct ResultsLayout {
     pub root: PathBuf,
@@ -30,9 +33,12 @@ impl ResultsLayout {
         ResultsLayout { root: root.into() }
     }
 
-    pub fn cell_dir(&self, experiment: &str, cell: &Cell) -> PathBuf {
-        self.root
-            .join(experiment)
+    pub fn experiment_dir(&self, code_state: &str, experiment: &str) -> PathBuf {
+        self.root.join(code_state).join(experiment)
+    }
+
+    pub fn cell_dir(&self, code_state: &str, experiment: &str, cell: &Cell) -> PathBuf {
+        self.experiment_dir(code_state, experiment)
             .join(&cell.variant)
             .join(format!("seed-{}", cell.seed))
     }
@@ -41,6 +47,54 @@ impl ResultsLayout {
     pub fn datasets_dir(&self) -> PathBuf {
         self.root.join("datasets")
     }
+
+    /// Caches that are safe to delete (file-hash stat cache, ...).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join(".cache")
+    }
+
+    /// The code-state directories that exist, e.g. for `status` and `why`.
+    pub fn code_states(&self) -> Vec<String> {
+        let mut out: Vec<String> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && n != "datasets")
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// `<cell>.partial`: where an unfinished cell lives.
+pub fn partial_dir(final_dir: &Path) -> PathBuf {
+    let mut p = final_dir.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
+}
+
+/// `<cell>.lock`
+pub fn lock_path(final_dir: &Path) -> PathBuf {
+    let mut p = final_dir.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Read a cell's run.json, if there is a readable one.
+pub fn read_record(dir: &Path) -> Option<RunRecord> {
+    let bytes = fs::read(dir.join("run.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
@@ -102,9 +156,7 @@ pub struct CellWriter {
 impl CellWriter {
     /// Start writing a cell: a fresh `.partial` directory with run.json in status `running`.
     pub fn start(final_dir: PathBuf, record: RunRecord) -> anyhow::Result<Self> {
-        let mut work = final_dir.clone().into_os_string();
-        work.push(".partial");
-        let work_dir = PathBuf::from(work);
+        let work_dir = partial_dir(&final_dir);
         if work_dir.exists() {
             fs::remove_dir_all(&work_dir)
                 .with_context(|| format!("cannot clear {}", work_dir.display()))?;
@@ -115,6 +167,35 @@ impl CellWriter {
             final_dir,
             work_dir,
             metrics: Vec::new(),
+            record,
+        };
+        w.write_record()?;
+        w.write_metrics()?;
+        Ok(w)
+    }
+
+    /// Continue an unfinished cell in its `.partial` directory, keeping its first `epochs` rows
+    /// of metrics (those its checkpoint covers).
+    pub fn resume(
+        final_dir: PathBuf,
+        mut record: RunRecord,
+        epochs: usize,
+    ) -> anyhow::Result<Self> {
+        let work_dir = partial_dir(&final_dir);
+        let mut metrics = read_metrics(&work_dir.join("metrics.csv"))?;
+        anyhow::ensure!(
+            metrics.len() >= epochs,
+            "{}: metrics.csv has {} epochs, the checkpoint {epochs}",
+            work_dir.display(),
+            metrics.len()
+        );
+        metrics.truncate(epochs);
+        record.epochs_completed = metrics.len();
+        record.last = metrics.last().copied();
+        let w = CellWriter {
+            final_dir,
+            work_dir,
+            metrics,
             record,
         };
         w.write_record()?;
@@ -166,18 +247,35 @@ impl CellWriter {
             return Ok(self.work_dir);
         }
         if self.final_dir.exists() {
-            let mut old = self.final_dir.clone().into_os_string();
-            old.push(format!(".old-{}", std::process::id()));
-            let old = PathBuf::from(old);
-            fs::rename(&self.final_dir, &old)
+            // Keep the result being replaced (a --force rerun, or new inputs under the same code).
+            let old_key = read_record(&self.final_dir)
+                .and_then(|r| r.run_key)
+                .unwrap_or_else(|| "unkeyed".into());
+            let name = self
+                .final_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let history = self
+                .final_dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".history");
+            fs::create_dir_all(&history)
+                .with_context(|| format!("cannot create {}", history.display()))?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = history.join(format!(
+                "{name}-{}-{stamp}",
+                &old_key[..old_key.len().min(12)]
+            ));
+            fs::rename(&self.final_dir, &aside)
                 .with_context(|| format!("cannot move aside {}", self.final_dir.display()))?;
-            fs::rename(&self.work_dir, &self.final_dir)
-                .with_context(|| format!("cannot move {} into place", self.work_dir.display()))?;
-            let _ = fs::remove_dir_all(&old);
-        } else {
-            fs::rename(&self.work_dir, &self.final_dir)
-                .with_context(|| format!("cannot move {} into place", self.work_dir.display()))?;
         }
+        fs::rename(&self.work_dir, &self.final_dir)
+            .with_context(|| format!("cannot move {} into place", self.work_dir.display()))?;
         Ok(self.final_dir)
     }
 }

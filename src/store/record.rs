@@ -101,6 +101,21 @@ pub struct Environment {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// SHA-256 over the key components: the identity of this result.
+    #[serde(default)]
+    pub run_key: Option<String>,
+    #[serde(default)]
+    pub key: Option<KeyComponents>,
+    /// `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`: the results folder it is filed under.
+    #[serde(default)]
+    pub code_state: Option<String>,
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+    #[serde(default)]
+    pub environment: Option<Environment>,
+    /// Sources of nondeterminism that remain (none on the CPU).
+    #[serde(default)]
+    pub nondeterminism: Vec<String>,
     pub experiment: String,
     pub experiment_file: PathBuf,
     pub variant: String,
@@ -135,6 +150,12 @@ impl RunRecord {
     pub fn test_record() -> Self {
         use crate::config::*;
         RunRecord {
+            run_key: None,
+            key: None,
+            code_state: None,
+            provenance: None,
+            environment: None,
+            nondeterminism: vec![],
             experiment: "exp".into(),
             experiment_file: "exp.toml".into(),
             variant: "v".into(),

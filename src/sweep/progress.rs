@@ -57,6 +57,10 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
 }
 
 pub fn cell_summary(r: &CellResult) -> String {
+    if let Some(reason) = &r.skipped {
+        return format!("  skipped: {reason}");
+    }
+    let status = r.status.map(|s| s.to_string()).unwrap_or_default();
     let acc = r
         .last
         .map(|m| format!(", val_acc {:.4}", m.val_acc))
@@ -67,8 +71,7 @@ pub fn cell_summary(r: &CellResult) -> String {
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
     format!(
-        "  {}{acc} in {:.1} s -> {}{msg}",
-        r.status,
+        "  {status}{acc} in {:.1} s -> {}{msg}",
         r.seconds,
         r.dir.display()
     )
@@ -88,25 +91,27 @@ pub fn summary_table(results: &[CellResult]) -> String {
             ),
             None => ("0".into(), "-".into(), "-".into()),
         };
+        let status = match (&r.status, &r.skipped) {
+            (Some(s), _) => s.to_string(),
+            (None, _) => "skipped".to_string(),
+        };
         out.push_str(&format!(
             "{:<28} {:>4}  {:<11} {:>6}  {:>7}  {:>8}  {:>7.1}\n",
-            r.cell.variant,
-            r.cell.seed,
-            r.status.to_string(),
-            epochs,
-            acc,
-            loss,
-            r.seconds
+            r.cell.variant, r.cell.seed, status, epochs, acc, loss, r.seconds
         ));
     }
     let bad = results
         .iter()
-        .filter(|r| matches!(r.status, Status::Failed | Status::Diverged))
+        .filter(|r| matches!(r.status, Some(Status::Failed | Status::Diverged)))
         .count();
     if bad > 0 {
         out.push_str(&format!(
             "{bad} cell(s) failed or diverged: see the message in their run.json\n"
         ));
+    }
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    if skipped > 0 {
+        out.push_str(&format!("{skipped} cell(s) skipped (done already, failed earlier, or running elsewhere; --force reruns)\n"));
     }
     out
 }

@@ -35,8 +35,9 @@ pub enum FitOutcome {
 pub trait Observer {
     fn on_epoch_start(&mut self, _epoch: usize, _batches: usize) {}
     fn on_batch(&mut self, _epoch: usize, _batch: usize, _running: &Running) {}
-    /// Called after each finished epoch; an error stops training (e.g. the metrics file cannot be written).
-    fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()>;
+    /// Called after each finished epoch, before its checkpoint is written; an error stops
+    /// training (e.g. the metrics file cannot be written).
+    fn on_epoch_end(&mut self, metrics: &EpochMetrics, network: &Network) -> anyhow::Result<()>;
 }
 
 pub struct Fit<'a> {
@@ -48,6 +49,10 @@ pub struct Fit<'a> {
     pub epochs: usize,
     pub seed: u64,
     pub stop: &'a AtomicBool,
+    /// The first epoch to run (1-based): 1, or the epoch after a restored checkpoint.
+    pub first_epoch: usize,
+    /// Where to write a resumable checkpoint after every epoch, if anywhere.
+    pub checkpoint: Option<&'a std::path::Path>,
 }
 
 impl Fit<'_> {
@@ -61,9 +66,11 @@ impl Fit<'_> {
             epochs,
             seed,
             stop,
+            first_epoch,
+            checkpoint,
         } = self;
         let batches = train.len().div_ceil(dataset.batch_size);
-        for epoch in 1..=epochs {
+        for epoch in first_epoch.max(1)..=epochs {
             let started = Instant::now();
             observer.on_epoch_start(epoch, batches);
             let plan = EpochPlan {
@@ -126,7 +133,12 @@ impl Fit<'_> {
                 val_acc,
                 seconds: started.elapsed().as_secs_f64(),
             };
-            observer.on_epoch_end(&metrics)?;
+            observer.on_epoch_end(&metrics, network)?;
+            // Metrics first, checkpoint second: a crash in between leaves a metrics row without
+            // a checkpoint, and resuming from the previous checkpoint recomputes that row exactly.
+            if let Some(path) = checkpoint {
+                super::checkpoint::save(path, epoch, network, optimizer)?;
+            }
             if !val_loss.is_finite() {
                 return Ok(FitOutcome::Diverged {
                     epoch,

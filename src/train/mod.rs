@@ -1,6 +1,7 @@
 //! Training: Keras's optimizers, loss and metrics, and the epoch loop. With `model`, the only
 //! code that uses candle.
 
+pub mod checkpoint;
 pub mod fit;
 pub mod loss;
 pub mod metrics;

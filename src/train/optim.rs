@@ -125,6 +125,39 @@ impl KerasOptimizer {
         Ok(())
     }
 
+    /// Restore the state written by `state` (after `iterations` steps), e.g. from a checkpoint.
+    /// Every slot must be present with its variable's shape.
+    pub fn restore(
+        &mut self,
+        state: &BTreeMap<String, Tensor>,
+        iterations: u64,
+    ) -> anyhow::Result<()> {
+        for ((name, var), slots) in self.vars.iter().zip(self.slots.iter_mut()) {
+            let get = |suffix: &str| -> anyhow::Result<Tensor> {
+                let key = format!("{name}.{suffix}");
+                let t = state
+                    .get(&key)
+                    .ok_or_else(|| anyhow::anyhow!("optimizer state \"{key}\" is missing"))?;
+                anyhow::ensure!(
+                    t.dims() == var.as_tensor().dims(),
+                    "optimizer state \"{key}\" has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.as_tensor().dims()
+                );
+                Ok(t.clone())
+            };
+            if slots.first.is_some() {
+                slots.first = Some(get("first")?);
+            }
+            slots.second = get("second")?;
+            if slots.mean_grad.is_some() {
+                slots.mean_grad = Some(get("mean_grad")?);
+            }
+        }
+        self.iterations = iterations;
+        Ok(())
+    }
+
     /// The optimizer's state tensors by name (`<param>.m`, `<param>.v`, ...), e.g. for checkpoints.
     pub fn state(&self) -> BTreeMap<String, Tensor> {
         let mut out = BTreeMap::new();

@@ -98,7 +98,7 @@ fn skipped_images_are_recorded_in_the_run() {
         .arg(&results)
         .assert()
         .success();
-    let record = read_json(&results.join("dirs/default/seed-0/run.json"));
+    let record = read_json(&cell_dir(&results, "dirs", "default", 0).join("run.json"));
     assert_eq!(record["train"]["files"], 6);
     let skipped = record["train"]["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1);

@@ -24,8 +24,22 @@ fn ctrl_c_keeps_finished_epochs_and_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let partial = results.join("tiny/feature_extraction/seed-0.partial");
     let started = Instant::now();
+    let partial = loop {
+        if let Some(dir) = std::fs::read_dir(&results).ok().and_then(|_| {
+            let p = std::panic::catch_unwind(|| code_state_dir(&results)).ok()?;
+            Some(p.join("tiny/feature_extraction/seed-0.partial"))
+        }) {
+            if dir.exists() {
+                break dir;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     loop {
         let epochs = std::fs::read_to_string(partial.join("metrics.csv"))
             .map(|t| t.lines().count().saturating_sub(1))
@@ -62,5 +76,5 @@ fn ctrl_c_keeps_finished_epochs_and_says_so() {
         .count()
         - 1;
     assert_eq!(rows as u64, kept);
-    assert!(!results.join("tiny/feature_extraction/seed-0").exists());
+    assert!(!partial.with_file_name("seed-0").exists());
 }

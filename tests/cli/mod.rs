@@ -65,3 +65,32 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// The one code-state folder a test's sweeps wrote (`<commit8>[-dirty-<diff8>]` or `no-git`).
+pub fn code_state_dir(results: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .unwrap_or_else(|e| panic!("{}: {e}", results.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            !name.starts_with('.') && name != "datasets"
+        })
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one code state under {}: {dirs:?}",
+        results.display()
+    );
+    dirs.into_iter().next().unwrap()
+}
+
+/// `<results>/<code-state>/<experiment>/<variant>/seed-<n>`
+pub fn cell_dir(results: &Path, experiment: &str, variant: &str, seed: u64) -> PathBuf {
+    code_state_dir(results)
+        .join(experiment)
+        .join(variant)
+        .join(format!("seed-{seed}"))
+}

@@ -19,10 +19,7 @@ fn two_epoch_sweep_writes_metrics_and_records_for_every_cell() {
     );
     for variant in ["feature_extraction", "fine_tuning_aug"] {
         for seed in [0, 1] {
-            let cell = results
-                .join("tiny")
-                .join(variant)
-                .join(format!("seed-{seed}"));
+            let cell = cell_dir(&results, "tiny", variant, seed);
             let metrics = std::fs::read_to_string(cell.join("metrics.csv")).unwrap();
             let lines: Vec<&str> = metrics.lines().collect();
             assert_eq!(
@@ -96,7 +93,7 @@ fn same_seed_gives_identical_metrics_and_seeds_differ() {
             .assert()
             .success();
         let text = std::fs::read_to_string(
-            results.join(format!("tiny/fine_tuning_aug/seed-{seed}/metrics.csv")),
+            cell_dir(&results, "tiny", "fine_tuning_aug", seed).join("metrics.csv"),
         )
         .unwrap();
         // Everything but the wall-clock seconds column.
@@ -141,7 +138,7 @@ fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
         .arg(&results)
         .assert()
         .code(3);
-    let record = read_json(&results.join("tiny/exploding/seed-0/run.json"));
+    let record = read_json(&cell_dir(&results, "tiny", "exploding", 0).join("run.json"));
     assert_eq!(record["status"], "diverged");
     assert!(
         record["message"].as_str().unwrap().contains("loss became"),
@@ -150,7 +147,7 @@ fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
     );
     // The other variants ran to completion.
     assert_eq!(
-        read_json(&results.join("tiny/feature_extraction/seed-0/run.json"))["status"],
+        read_json(&cell_dir(&results, "tiny", "feature_extraction", 0).join("run.json"))["status"],
         "done"
     );
 }
