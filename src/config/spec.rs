@@ -191,6 +191,7 @@ pub enum AugmentStep {
     Zoom {
         height_factor: Factor,
         #[serde(default)]
+        #[serde(skip_serializing_if = "Option::is_none")]
         width_factor: Option<Factor>,
         #[serde(default)]
         fill_mode: FillMode,

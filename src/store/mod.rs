@@ -267,10 +267,17 @@ impl CellWriter {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let aside = history.join(format!(
-                "{name}-{}-{stamp}",
-                &old_key[..old_key.len().min(12)]
-            ));
+            let base = format!("{name}-{}-{stamp}", &old_key[..old_key.len().min(12)]);
+            let aside = (0..)
+                .map(|n| {
+                    history.join(if n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    })
+                })
+                .find(|p| !p.exists())
+                .expect("some name is free");
             fs::rename(&self.final_dir, &aside)
                 .with_context(|| format!("cannot move aside {}", self.final_dir.display()))?;
         }

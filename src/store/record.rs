@@ -214,3 +214,28 @@ impl RunRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// run.json must read back exactly: skip-if-done and `reproduce` depend on it.
+    #[test]
+    fn records_round_trip_through_json_for_every_shipped_experiment() {
+        for name in ["demo", "lecture", "reference"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("experiments/{name}.toml"));
+            let exp = crate::config::load(&path).unwrap();
+            for v in &exp.variants {
+                let rec = RunRecord {
+                    config: v.config.clone(),
+                    ..RunRecord::test_record()
+                };
+                let json = serde_json::to_string(&rec).unwrap();
+                let back: RunRecord = serde_json::from_str(&json)
+                    .unwrap_or_else(|e| panic!("{name}/{}: {e}\n{json}", v.name));
+                assert_eq!(back, rec);
+            }
+        }
+    }
+}

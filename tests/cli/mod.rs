@@ -2,6 +2,7 @@
 
 mod errors;
 mod interrupt;
+mod resume;
 mod sweep;
 
 use std::path::{Path, PathBuf};
@@ -68,8 +69,14 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 
 /// The one code-state folder a test's sweeps wrote (`<commit8>[-dirty-<diff8>]` or `no-git`).
 pub fn code_state_dir(results: &Path) -> PathBuf {
+    find_code_state_dir(results)
+        .unwrap_or_else(|| panic!("no single code-state folder under {}", results.display()))
+}
+
+/// The code-state folder under `results`, once there is exactly one.
+pub fn find_code_state_dir(results: &Path) -> Option<PathBuf> {
     let dirs: Vec<PathBuf> = std::fs::read_dir(results)
-        .unwrap_or_else(|e| panic!("{}: {e}", results.display()))
+        .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
@@ -78,13 +85,7 @@ pub fn code_state_dir(results: &Path) -> PathBuf {
             !name.starts_with('.') && name != "datasets"
         })
         .collect();
-    assert_eq!(
-        dirs.len(),
-        1,
-        "one code state under {}: {dirs:?}",
-        results.display()
-    );
-    dirs.into_iter().next().unwrap()
+    (dirs.len() == 1).then(|| dirs.into_iter().next().unwrap())
 }
 
 /// `<results>/<code-state>/<experiment>/<variant>/seed-<n>`

@@ -63,11 +63,7 @@ fn two_epoch_sweep_writes_metrics_and_records_for_every_cell() {
                 ]
             };
             assert_eq!(layers, expected);
-            assert!(!results
-                .join("tiny")
-                .join(variant)
-                .join(format!("seed-{seed}.partial"))
-                .exists());
+            assert!(!cell.with_file_name(format!("seed-{seed}.partial")).exists());
         }
     }
 }
