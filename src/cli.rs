@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 an error before or outside training (bad experiment file, missing
 //! data or weights, unwritable results); 2 bad command-line usage; 3 the sweep ran but at least
-//! one cell failed or diverged; 130 interrupted by Ctrl-C (finished epochs are kept).
+//! one cell failed or diverged; 4 `reproduce` found a changed input; 5 `reproduce` found
+//! different metrics; 130 interrupted by Ctrl-C (finished epochs are kept).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ use crate::model::arch::Architecture;
 use crate::model::freeze;
 use crate::store::{ResultsLayout, Status};
 use crate::sweep::{self, progress, Progress, SweepOptions};
-use crate::{augment, store};
+use crate::{augment, reproduce, store};
 
 /// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
 pub const DEMO_TOML: &str = include_str!("../experiments/demo.toml");
@@ -38,7 +39,7 @@ pub struct Cli {
 
 const EXIT_CODES: &str =
     "Exit codes: 0 success; 1 error (experiment file, data, weights, results); 2 usage; \
-3 some cells failed or diverged; 130 interrupted.";
+3 some cells failed or diverged; 4 reproduce: an input changed; 5 reproduce: metrics differ; 130 interrupted.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -88,6 +89,40 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 1)]
         epoch: usize,
         /// Directory for generated data sets.
+        #[arg(long, value_name = "DIR", default_value = "results")]
+        results: PathBuf,
+    },
+    /// List the runs on disk: code state, cell, status, epochs, accuracy, run key.
+    Status {
+        /// An experiment file or name (default: all experiments).
+        experiment: Option<String>,
+        /// The results directory.
+        #[arg(long, value_name = "DIR", default_value = "results")]
+        results: PathBuf,
+    },
+    /// Say which inputs of a cell's run key (config, data, weights, code, seed) changed since its last run.
+    Why {
+        /// The experiment file.
+        experiment: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        variant: String,
+        #[arg(long, value_name = "N")]
+        seed: u64,
+        /// The results directory.
+        #[arg(long, value_name = "DIR", default_value = "results")]
+        results: PathBuf,
+    },
+    /// Re-run a past cell and check it: every input first (data files, weights, code), then the
+    /// metrics of a fresh training run against the recorded ones.
+    ///
+    /// Exit code 0: reproduced; 4: an input changed (nothing trained); 5: the metrics differ.
+    Reproduce {
+        /// A run directory (results/<code>/<experiment>/<variant>/seed-<n>) or a run key (prefix).
+        run: String,
+        /// Largest absolute difference accepted in any metric (CPU runs reproduce exactly: 0).
+        #[arg(long, default_value_t = 0.0)]
+        tolerance: f64,
+        /// The results directory (to find run keys and generated data).
         #[arg(long, value_name = "DIR", default_value = "results")]
         results: PathBuf,
     },
@@ -231,6 +266,72 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status {
+            experiment,
+            results,
+        } => {
+            let name = match experiment {
+                Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
+                other => other,
+            };
+            let here = sweep::prepare::code_state(Path::new(".")).dir_name;
+            print!(
+                "{}",
+                reproduce::status(&ResultsLayout::new(results), name.as_deref(), &here)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Why {
+            experiment,
+            variant,
+            seed,
+            results,
+        } => {
+            let experiment = config::load(&experiment)?;
+            print!(
+                "{}",
+                reproduce::why(&experiment, &variant, seed, &ResultsLayout::new(results))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reproduce {
+            run,
+            tolerance,
+            results,
+        } => {
+            let layout = ResultsLayout::new(results);
+            let found = reproduce::locate(&layout, &run)?;
+            println!(
+                "reproducing {} (run key {})",
+                found.dir.display(),
+                found.record.run_key.as_deref().unwrap_or("none")
+            );
+            let scratch = tempfile_dir(&layout)?;
+            let verdict = reproduce::reproduce(
+                &found,
+                &layout,
+                scratch.path(),
+                tolerance,
+                Progress::detect(),
+            );
+            let verdict = verdict?;
+            Ok(match verdict {
+                reproduce::Verdict::Reproduced { epochs } => {
+                    println!("REPRODUCED: all {epochs} epochs match (tolerance {tolerance})");
+                    ExitCode::SUCCESS
+                }
+                reproduce::Verdict::InputsChanged(what) => {
+                    println!("NOT REPRODUCIBLE: inputs changed since the run:");
+                    what.iter().for_each(|w| println!("  {w}"));
+                    ExitCode::from(4)
+                }
+                reproduce::Verdict::MetricsDiffer(what) => {
+                    println!("MISMATCH: the metrics differ (tolerance {tolerance}):");
+                    what.iter().take(20).for_each(|w| println!("  {w}"));
+                    ExitCode::from(5)
+                }
+            })
+        }
         Command::Check { experiment } => {
             let experiment = load_experiment(experiment.as_deref())?;
             print!("{}", describe(&experiment)?);
@@ -291,6 +392,30 @@ pub fn describe(experiment: &Experiment) -> anyhow::Result<String> {
     let seeds: Vec<String> = experiment.seeds.iter().map(u64::to_string).collect();
     out.push_str(&format!("  seeds: {}\n", seeds.join(", ")));
     Ok(out)
+}
+
+/// A scratch directory beside the results (same file system), removed when dropped.
+fn tempfile_dir(layout: &ResultsLayout) -> anyhow::Result<ScratchDir> {
+    std::fs::create_dir_all(&layout.root)?;
+    let path = layout
+        .root
+        .join(format!(".reproduce-{}", std::process::id()));
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(ScratchDir(path))
+}
+
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// First Ctrl-C: finish the current batch, keep what was written, stop. Second: exit at once.

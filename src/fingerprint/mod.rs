@@ -19,3 +19,7 @@ pub fn dataset_hash(
         serde_json::Value::Null,
     ))
 }
+
+pub fn manifest_differences(_old: &serde_json::Value, _new: &serde_json::Value) -> Vec<String> {
+    vec![]
+}

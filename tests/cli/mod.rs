@@ -2,6 +2,7 @@
 
 mod errors;
 mod interrupt;
+mod reproduce;
 mod resume;
 mod sweep;
 

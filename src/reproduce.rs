@@ -1,0 +1,412 @@
+//! Looking back at results: `status` (what is on disk), `why` (which input of a cell's run key
+//! changed since its last run) and `reproduce` (check every input of a past run, train it again,
+//! compare the metrics and give a verdict).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context};
+
+use crate::config::{Cell, Experiment, Variant};
+use crate::store::record::KeyComponents;
+use crate::store::{read_metrics, read_record, ResultsLayout, RunRecord};
+use crate::sweep::prepare::{self, code_state, data_key, run_key, weights_key};
+use crate::sweep::{cell, Progress, SweepOptions};
+
+/// A run on disk.
+#[derive(Debug, Clone)]
+pub struct FoundRun {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+}
+
+/// Every run record under the results tree (finished and `.partial`), optionally of one experiment.
+pub fn find_runs(results: &ResultsLayout, experiment: Option<&str>) -> Vec<FoundRun> {
+    let mut out = Vec::new();
+    for state in results.code_states() {
+        let state_dir = results.root.join(&state);
+        for exp in read_dirs(&state_dir) {
+            if experiment.is_some_and(|e| exp.file_name().is_some_and(|n| n != e)) {
+                continue;
+            }
+            for variant in read_dirs(&exp) {
+                for cell in read_dirs(&variant) {
+                    if let Some(record) = read_record(&cell) {
+                        out.push(FoundRun { dir: cell, record });
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (
+            &a.record.experiment,
+            &a.record.variant,
+            a.record.seed,
+            &a.record.started_at,
+        )
+            .cmp(&(
+                &b.record.experiment,
+                &b.record.variant,
+                b.record.seed,
+                &b.record.started_at,
+            ))
+    });
+    out
+}
+
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `runner status`: a table of the runs on disk.
+pub fn status(
+    results: &ResultsLayout,
+    experiment: Option<&str>,
+    current_code_state: &str,
+) -> String {
+    let runs = find_runs(results, experiment);
+    if runs.is_empty() {
+        return format!("no runs under {}\n", results.root.display());
+    }
+    let mut out = String::from("  code state               experiment   variant                  seed  status       epochs  val_acc  run key\n");
+    for r in &runs {
+        let state = r.record.code_state.clone().unwrap_or_else(|| "-".into());
+        let mark = if state == current_code_state {
+            "*"
+        } else {
+            " "
+        };
+        let acc = r
+            .record
+            .last
+            .map(|m| format!("{:.4}", m.val_acc))
+            .unwrap_or_else(|| "-".into());
+        let key = r
+            .record
+            .run_key
+            .as_deref()
+            .map(|k| &k[..12.min(k.len())])
+            .unwrap_or("-");
+        out.push_str(&format!(
+            "{mark} {:<24} {:<12} {:<24} {:>4}  {:<11} {:>6}  {:>7}  {key}\n",
+            state,
+            r.record.experiment,
+            r.record.variant,
+            r.record.seed,
+            r.record.status.to_string(),
+            r.record.epochs_completed,
+            acc
+        ));
+    }
+    out.push_str(&format!(
+        "(* = the current code state, {current_code_state})\n"
+    ));
+    out
+}
+
+/// The key components a cell would have now, computed from the current files.
+pub fn current_key(
+    experiment: &Experiment,
+    variant: &Variant,
+    seed: u64,
+    results: &ResultsLayout,
+) -> anyhow::Result<(KeyComponents, String)> {
+    let cells = [Cell {
+        variant: variant.name.clone(),
+        seed,
+    }];
+    let options = options(results.clone(), Progress::Quiet, false);
+    let inputs = prepare::prepare(experiment, &cells, &options)?;
+    let cfg = &variant.config;
+    Ok(run_key(
+        cfg,
+        experiment,
+        &inputs.data[&data_key(&cfg.dataset)],
+        &inputs.weights[&weights_key(cfg)],
+        &inputs.code,
+        seed,
+    ))
+}
+
+fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOptions {
+    SweepOptions {
+        results,
+        variants: vec![],
+        seeds: vec![],
+        epochs: None,
+        progress,
+        force,
+        retry_failed: false,
+    }
+}
+
+/// The differences between two sets of key components, one line each; empty when equal.
+pub fn key_differences(old: &KeyComponents, new: &KeyComponents) -> Vec<String> {
+    let mut out = Vec::new();
+    let short = |s: &str| s[..12.min(s.len())].to_string();
+    let opt = |s: &Option<String>| s.as_deref().map(short).unwrap_or_else(|| "none".into());
+    if old.config != new.config {
+        out.push(format!(
+            "config changed ({} -> {})",
+            short(&old.config),
+            short(&new.config)
+        ));
+    }
+    if old.dataset != new.dataset {
+        out.push(format!(
+            "dataset changed ({} -> {})",
+            short(&old.dataset),
+            short(&new.dataset)
+        ));
+    }
+    if old.weights != new.weights {
+        out.push(format!(
+            "weights changed ({} -> {})",
+            opt(&old.weights),
+            opt(&new.weights)
+        ));
+    }
+    if old.code != new.code {
+        out.push(format!(
+            "code changed ({} -> {})",
+            short(&old.code),
+            short(&new.code)
+        ));
+    }
+    if old.seed != new.seed {
+        out.push(format!("seed changed ({} -> {})", old.seed, new.seed));
+    }
+    out
+}
+
+/// `runner why`: which components of the cell's key changed since its last run.
+pub fn why(
+    experiment: &Experiment,
+    variant: &str,
+    seed: u64,
+    results: &ResultsLayout,
+) -> anyhow::Result<String> {
+    let Some(v) = experiment.variant(variant) else {
+        bail!(
+            "{}: no variant named \"{variant}\"",
+            experiment.file.display()
+        );
+    };
+    let (now, key) = current_key(experiment, v, seed, results)?;
+    let last = find_runs(results, Some(&experiment.name))
+        .into_iter()
+        .filter(|r| r.record.variant == variant && r.record.seed == seed && r.record.key.is_some())
+        .max_by(|a, b| a.record.started_at.cmp(&b.record.started_at));
+    let Some(last) = last else {
+        return Ok(format!(
+            "{}/{variant}/seed-{seed} has never run (run key now {})\n",
+            experiment.name,
+            &key[..12]
+        ));
+    };
+    let old = last.record.key.as_ref().expect("filtered");
+    let diffs = key_differences(old, &now);
+    let mut out = format!(
+        "last run: {} ({}, {})\n",
+        last.dir.display(),
+        last.record.status,
+        last.record.started_at
+    );
+    if diffs.is_empty() {
+        out.push_str(&format!("nothing changed: same run key {}\n", &key[..12]));
+    } else {
+        for d in diffs {
+            out.push_str(&format!("  {d}\n"));
+        }
+        out.push_str(&format!(
+            "run key {} -> {}\n",
+            &last.record.run_key.clone().unwrap_or_default()[..12],
+            &key[..12]
+        ));
+    }
+    Ok(out)
+}
+
+/// Find a run by directory, or by (a prefix of) its run key.
+pub fn locate(results: &ResultsLayout, what: &str) -> anyhow::Result<FoundRun> {
+    let path = Path::new(what);
+    if path.is_dir() {
+        let record = read_record(path)
+            .with_context(|| format!("{}: no readable run.json", path.display()))?;
+        return Ok(FoundRun {
+            dir: path.to_path_buf(),
+            record,
+        });
+    }
+    let matches: Vec<FoundRun> = find_runs(results, None)
+        .into_iter()
+        .filter(|r| {
+            r.record
+                .run_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with(what))
+        })
+        .collect();
+    match matches.len() {
+        0 => bail!(
+            "no run directory or run key \"{what}\" under {}",
+            results.root.display()
+        ),
+        1 => Ok(matches.into_iter().next().expect("one")),
+        n => bail!("run key prefix \"{what}\" matches {n} runs; give more digits"),
+    }
+}
+
+/// The verdict of `reproduce`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Reproduced {
+        epochs: usize,
+    },
+    /// An input differs from the one recorded: nothing was trained.
+    InputsChanged(Vec<String>),
+    MetricsDiffer(Vec<String>),
+}
+
+/// `runner reproduce`: check the inputs of a finished run, train it again into `scratch`, and
+/// compare metrics (all columns but wall-clock seconds) within `tolerance` (absolute).
+pub fn reproduce(
+    run: &FoundRun,
+    results: &ResultsLayout,
+    scratch: &Path,
+    tolerance: f64,
+    progress: Progress,
+) -> anyhow::Result<Verdict> {
+    let rec = &run.record;
+    let Some(old_key) = &rec.key else {
+        bail!(
+            "{}: this run has no run key (it predates run keys); it cannot be checked",
+            run.dir.display()
+        );
+    };
+    let base_dir = rec
+        .experiment_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let experiment = Experiment {
+        name: rec.experiment.clone(),
+        description: None,
+        file: rec.experiment_file.clone(),
+        base_dir,
+        seeds: vec![rec.seed],
+        variants: vec![Variant {
+            name: rec.variant.clone(),
+            description: None,
+            config: rec.config.clone(),
+        }],
+    };
+    // Inputs first: data (hashing the files as they are now), weights, code.
+    let (now, _) = current_key(&experiment, &experiment.variants[0], rec.seed, results)?;
+    let mut changed = key_differences(old_key, &now);
+    if old_key.dataset != now.dataset {
+        changed.extend(manifest_differences(&run.dir, &experiment, results)?);
+    }
+    let code = code_state(&experiment.base_dir);
+    if let Some(p) = &rec.provenance {
+        if p.commit != code.provenance.commit {
+            changed.push(format!(
+                "commit {} -> {}",
+                p.commit.as_deref().unwrap_or("none"),
+                code.provenance.commit.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    if !changed.is_empty() {
+        return Ok(Verdict::InputsChanged(changed));
+    }
+    if let Some(env) = &rec.environment {
+        let now = &code.environment;
+        for (what, a, b) in [
+            ("cpu", &env.cpu, &now.cpu),
+            ("os", &env.os, &now.os),
+            ("rustc", &env.rustc, &now.rustc),
+        ] {
+            if a != b {
+                progress.line(&format!(
+                    "note: {what} differs ({a} -> {b}); CPU results are expected to match anyway"
+                ));
+            }
+        }
+    }
+    // Train again, into a scratch results tree.
+    let options = options(ResultsLayout::new(scratch), progress, true);
+    let stop = AtomicBool::new(false);
+    let cells = [Cell {
+        variant: rec.variant.clone(),
+        seed: rec.seed,
+    }];
+    let inputs = prepare::prepare(&experiment, &cells, &options)?;
+    let result = cell::run_cell(
+        &experiment,
+        &experiment.variants[0],
+        &cells[0],
+        &inputs,
+        &options,
+        &stop,
+    )?;
+    let old = read_metrics(&run.dir.join("metrics.csv"))?;
+    let new = read_metrics(&result.dir.join("metrics.csv"))?;
+    let mut diffs = Vec::new();
+    if old.len() != new.len() {
+        diffs.push(format!("{} epochs recorded, {} now", old.len(), new.len()));
+    }
+    for (a, b) in old.iter().zip(&new) {
+        for (name, x, y) in [
+            ("train_loss", a.train_loss, b.train_loss),
+            ("train_acc", a.train_acc, b.train_acc),
+            ("val_loss", a.val_loss, b.val_loss),
+            ("val_acc", a.val_acc, b.val_acc),
+        ] {
+            if !((x - y).abs() <= tolerance || (x.is_nan() && y.is_nan())) {
+                diffs.push(format!("epoch {}: {name} {x} recorded, {y} now", a.epoch));
+            }
+        }
+    }
+    Ok(if diffs.is_empty() {
+        Verdict::Reproduced { epochs: new.len() }
+    } else {
+        Verdict::MetricsDiffer(diffs)
+    })
+}
+
+/// Which files changed, from the manifest stored with the run and the current files.
+fn manifest_differences(
+    run_dir: &Path,
+    experiment: &Experiment,
+    results: &ResultsLayout,
+) -> anyhow::Result<Vec<String>> {
+    let stored_path = run_dir.join("dataset-manifest.json");
+    let Ok(bytes) = std::fs::read(&stored_path) else {
+        return Ok(vec![format!(
+            "{} is missing: cannot list the changed files",
+            stored_path.display()
+        )]);
+    };
+    let stored: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let cfg = &experiment.variants[0].config;
+    let (train, validation) = prepare::data_dirs(&cfg.dataset.source, results)?;
+    let data = crate::dataset::Data::open(&cfg.dataset, &train, &validation)?;
+    let (_, current) =
+        crate::fingerprint::dataset_hash(&data.train, &data.validation, &results.cache_dir())?;
+    Ok(crate::fingerprint::manifest_differences(&stored, &current))
+}
