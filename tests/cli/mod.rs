@@ -2,7 +2,9 @@
 
 mod errors;
 mod interrupt;
+mod summary;
 mod sweep;
+mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -200,6 +200,35 @@ mod tests {
         assert_eq!(names, crate::config::KNOWN_WEIGHTS);
     }
 
+    /// experiments/lecture-preprocessing.toml pairs each weights source with the preprocessing
+    /// it was trained with, except the one variant that reproduces the notebook's x / 255.
+    #[test]
+    fn preprocessing_experiment_matches_each_source() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("experiments")
+            .join("lecture-preprocessing.toml");
+        let exp = crate::config::load(&path).unwrap();
+        let mut sources = Vec::new();
+        for v in &exp.variants {
+            let crate::config::Weights::Named(name) = &v.config.model.weights else {
+                panic!("{}: expected a known weights name", v.name);
+            };
+            let known = lookup(name).unwrap();
+            let expected = if v.name.contains("_rescale_") {
+                Preprocessing::Rescale
+            } else {
+                known.preprocessing
+            };
+            assert_eq!(v.config.dataset.preprocessing, expected, "{}", v.name);
+            sources.push(known.name);
+        }
+        sources.dedup();
+        assert_eq!(
+            sources,
+            ["keras:vgg16-imagenet", "torchvision:vgg16-imagenet"]
+        );
+    }
+
     #[test]
     fn cache_directory_follows_runner_home_then_xdg_then_home() {
         let mut env = Env {
