@@ -133,6 +133,18 @@ pub enum Command {
         /// The experiment file (TOML). Default: the embedded demo.
         experiment: Option<PathBuf>,
     },
+    /// Print a Keras-style summary of each variant's model: layers, output shapes, parameter
+    /// counts, which layers train, and the totals.
+    Summary {
+        /// The experiment file (TOML). Default: the embedded demo.
+        experiment: Option<PathBuf>,
+        /// Only this variant.
+        #[arg(long, value_name = "NAME")]
+        variant: Option<String>,
+    },
+    /// Download or convert pretrained weights.
+    #[command(subcommand)]
+    Weights(crate::model::weights::cli::WeightsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -337,6 +349,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", describe(&experiment)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Summary {
+            experiment,
+            variant,
+        } => {
+            let experiment = load_experiment(experiment.as_deref())?;
+            print!(
+                "{}",
+                crate::model::summary::for_experiment(&experiment, variant.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Weights(command) => crate::model::weights::cli::run(command),
     }
 }
 

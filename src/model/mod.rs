@@ -6,6 +6,7 @@ pub mod freeze;
 pub mod init;
 pub mod layers;
 pub mod network;
+pub mod summary;
 pub mod weights;
 
 pub use network::{Mode, Network};

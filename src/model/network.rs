@@ -150,6 +150,27 @@ impl Network {
         x.squeeze(1)
     }
 
+    /// The conv base's output (after the last pooling layer) for `batch` NHWC images, as NHWC
+    /// `(batch, h, w, c)` like Keras's `conv_base.predict`, without gradients. For checking
+    /// loaded weights against a reference implementation.
+    pub fn conv_base_output(&self, images: &[f32], batch: usize) -> Result<Tensor> {
+        let [h, w, c] = self.arch.input;
+        let x = Tensor::from_slice(images, (batch, h, w, c), &self.device)?;
+        let mut x = x.permute((0, 3, 1, 2))?.contiguous()?;
+        for (layer, params) in self.arch.layers.iter().zip(&self.params) {
+            x = match (layer.kind, params) {
+                (LayerKind::Conv { .. }, Some(lp)) => layers::conv3x3_relu(
+                    &x,
+                    &lp.weight.tensor().detach(),
+                    &lp.bias.tensor().detach(),
+                )?,
+                (LayerKind::Pool, _) => layers::max_pool_2x2(&x)?,
+                _ => break,
+            };
+        }
+        x.permute((0, 2, 3, 1))?.contiguous()
+    }
+
     /// The trainable variables with their names (`<layer>.weight`, `<layer>.bias`), in model order.
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {
         let mut out = Vec::new();

@@ -4,7 +4,9 @@ mod errors;
 mod interrupt;
 mod reproduce;
 mod resume;
+mod summary;
 mod sweep;
+mod weights;
 
 use std::path::{Path, PathBuf};
 
