@@ -92,6 +92,11 @@ pub enum Command {
         /// The experiment file (TOML). Default: the embedded demo.
         experiment: Option<PathBuf>,
     },
+    /// Print the root hash of a class-folder directory, as a run records it for a data split.
+    ///
+    /// Lists the directory as training does and hashes every file (SHA-256); the root hash covers
+    /// each file's path, size, content and class.
+    Hash(crate::fingerprint::command::HashArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", describe(&experiment)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hash(args) => crate::fingerprint::command::run(&args),
     }
 }
 
