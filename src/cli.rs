@@ -145,6 +145,11 @@ pub enum Command {
     /// Download or convert pretrained weights.
     #[command(subcommand)]
     Weights(crate::model::weights::cli::WeightsCommand),
+    /// Print the root hash of a class-folder directory, as a run records it for a data split.
+    ///
+    /// Lists the directory as training does and hashes every file (SHA-256); the root hash covers
+    /// each file's path, size, content and class.
+    Hash(crate::fingerprint::command::HashArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -286,7 +291,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
                 other => other,
             };
-            let here = sweep::prepare::code_state(Path::new(".")).dir_name;
+            let here = sweep::prepare::code_state(Path::new("."))?.dir_name;
             print!(
                 "{}",
                 reproduce::status(&ResultsLayout::new(results), name.as_deref(), &here)
@@ -361,6 +366,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Weights(command) => crate::model::weights::cli::run(command),
+        Command::Hash(args) => crate::fingerprint::command::run(&args),
     }
 }
 

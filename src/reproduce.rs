@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context};
 
 use crate::config::{Cell, Experiment, Variant};
+use crate::fingerprint::{Manifest, ManifestDiff};
 use crate::store::record::KeyComponents;
 use crate::store::{read_metrics, read_record, ResultsLayout, RunRecord};
 use crate::sweep::prepare::{self, code_state, data_key, run_key, weights_key};
@@ -321,7 +322,7 @@ pub fn reproduce(
     if old_key.dataset != now.dataset {
         changed.extend(manifest_differences(&run.dir, &experiment, results)?);
     }
-    let code = code_state(&experiment.base_dir);
+    let code = code_state(&experiment.base_dir)?;
     if let Some(p) = &rec.provenance {
         if p.commit != code.provenance.commit {
             changed.push(format!(
@@ -389,24 +390,34 @@ pub fn reproduce(
     })
 }
 
-/// Which files changed, from the manifest stored with the run and the current files.
+/// Which files changed, from the manifests stored with the run and the current files.
 fn manifest_differences(
     run_dir: &Path,
     experiment: &Experiment,
     results: &ResultsLayout,
 ) -> anyhow::Result<Vec<String>> {
-    let stored_path = run_dir.join("dataset-manifest.json");
-    let Ok(bytes) = std::fs::read(&stored_path) else {
-        return Ok(vec![format!(
-            "{} is missing: cannot list the changed files",
-            stored_path.display()
-        )]);
-    };
-    let stored: serde_json::Value = serde_json::from_slice(&bytes)?;
     let cfg = &experiment.variants[0].config;
     let (train, validation) = prepare::data_dirs(&cfg.dataset.source, results)?;
     let data = crate::dataset::Data::open(&cfg.dataset, &train, &validation)?;
-    let (_, current) =
-        crate::fingerprint::dataset_hash(&data.train, &data.validation, &results.cache_dir())?;
-    Ok(crate::fingerprint::manifest_differences(&stored, &current))
+    let now = prepare::fingerprint(data, results, &Progress::Quiet)?;
+    let mut out = Vec::new();
+    for (split, current) in [
+        ("train", &now.train_manifest),
+        ("validation", &now.validation_manifest),
+    ] {
+        let path = run_dir.join(format!("{split}.manifest.json"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            out.push(format!(
+                "{} is missing: cannot list the changed files",
+                path.display()
+            ));
+            continue;
+        };
+        let stored = Manifest::from_json(&bytes, &path)?;
+        let diff = ManifestDiff::between(&stored, current);
+        if !diff.is_empty() {
+            out.extend(diff.to_string().lines().map(|l| format!("{split}: {l}")));
+        }
+    }
+    Ok(out)
 }

@@ -9,6 +9,7 @@
 //! - `resolve`: stage two. Checks what the values mean (ranges, data source, layer names) and
 //!   builds the `Experiment`. Never touches the file system.
 //! - `locate`: dotted key paths and the line each one is written on.
+//! - `hash`: the canonical hash of a resolved cell configuration (a run-key component).
 
 mod forms;
 pub mod hash;

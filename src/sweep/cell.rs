@@ -201,11 +201,15 @@ pub fn run_cell(
     };
     let work = writer.work_dir().to_path_buf();
     write_atomic(
-        &work.join("dataset-manifest.json"),
-        &serde_json::to_vec_pretty(&prepared.manifest)?,
+        &work.join("train.manifest.json"),
+        &prepared.train_manifest.to_json(),
+    )?;
+    write_atomic(
+        &work.join("validation.manifest.json"),
+        &prepared.validation_manifest.to_json(),
     )?;
     if let Some(diff) = &inputs.code.diff {
-        write_atomic(&work.join("code.diff"), diff.as_bytes())?;
+        write_atomic(&work.join("code.diff"), diff)?;
     }
     options.progress.line(&format!(
         "  {trainable} trainable / {frozen} frozen parameters, {} epochs, run key {}, writing {}",

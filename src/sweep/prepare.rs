@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::SweepOptions;
 use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment};
 use crate::dataset::{synthetic, Data};
+use crate::fingerprint::Manifest;
 use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
 use crate::store::record::{Environment, KeyComponents, Provenance};
@@ -19,10 +20,11 @@ use crate::{fingerprint, provenance};
 /// A data set in memory and its fingerprint.
 pub struct PreparedData {
     pub data: Data,
-    /// Root hash of the train and validation manifests.
+    /// Hash of the train and validation manifests' root hashes.
     pub hash: String,
-    /// The manifests, stored with every run that uses them.
-    pub manifest: serde_json::Value,
+    /// The manifests (every file used: path, size, SHA-256, label), stored with every run.
+    pub train_manifest: Manifest,
+    pub validation_manifest: Manifest,
 }
 
 /// The code the sweep runs: stored with every run, and the first level of the results tree.
@@ -32,7 +34,7 @@ pub struct CodeState {
     /// `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`.
     pub dir_name: String,
     /// The local diff (tracked changes and untracked files), when the tree is dirty.
-    pub diff: Option<String>,
+    pub diff: Option<Vec<u8>>,
     pub environment: Environment,
 }
 
@@ -72,28 +74,40 @@ pub fn architecture(cfg: &CellConfig) -> anyhow::Result<Architecture> {
 }
 
 /// The code state of the repository holding `start` (the experiment file's directory).
-pub fn code_state(start: &Path) -> CodeState {
-    let provenance = provenance::code_state(start);
-    let hash = provenance::code_hash(&provenance);
-    let diff = if provenance.dirty {
-        provenance::diff_text(start)
-    } else {
-        None
-    };
-    let dir_name = match (&provenance.commit, &provenance.diff_sha256) {
-        (Some(c), Some(d)) if provenance.dirty => {
-            format!("{}-dirty-{}", &c[..8.min(c.len())], &d[..8.min(d.len())])
-        }
-        (Some(c), _) => c[..8.min(c.len())].to_string(),
-        (None, _) => "no-git".to_string(),
-    };
-    CodeState {
+/// Outside a repository this is the `no-git` state; a repository that cannot be read is an error.
+pub fn code_state(start: &Path) -> anyhow::Result<CodeState> {
+    let snapshot = provenance::snapshot(start)?;
+    let provenance = snapshot.provenance;
+    Ok(CodeState {
+        hash: provenance::code_hash(&provenance),
+        dir_name: provenance::code_label(&provenance),
+        diff: (!snapshot.diff.is_empty()).then_some(snapshot.diff),
         provenance,
-        hash,
-        dir_name,
-        diff,
         environment: provenance::environment("cpu"),
+    })
+}
+
+/// Fingerprint both splits of a data set (the files actually used), through the stat cache
+/// under `results`, warning about files that are in both splits.
+pub fn fingerprint(
+    data: Data,
+    results: &ResultsLayout,
+    progress: &super::Progress,
+) -> anyhow::Result<PreparedData> {
+    let mut cache = fingerprint::StatCache::open(&results.cache_dir());
+    let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, &mut cache)?;
+    let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, &mut cache)?;
+    cache.save()?;
+    for dup in fingerprint::duplicates_across(&train_manifest, &validation_manifest) {
+        progress.line(&format!("warning: {dup}"));
     }
+    let hash = fingerprint::dataset_hash(&train_manifest, &validation_manifest);
+    Ok(PreparedData {
+        data,
+        hash,
+        train_manifest,
+        validation_manifest,
+    })
 }
 
 /// Open and fingerprint every data set and weights file the selected cells need, before any
@@ -106,7 +120,7 @@ pub fn prepare(
     let mut inputs = Inputs {
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
-        code: code_state(&experiment.base_dir),
+        code: code_state(&experiment.base_dir)?,
     };
     let device = crate::model::cpu();
     for cell in cells {
@@ -130,24 +144,16 @@ pub fn prepare(
                 ));
             }
             let data = Data::open(&cfg.dataset, &train, &validation).with_context(context)?;
-            let (hash, manifest) = fingerprint::dataset_hash(
-                &data.train,
-                &data.validation,
-                &options.results.cache_dir(),
-            )
-            .with_context(context)?;
+            let prepared =
+                fingerprint(data, &options.results, &options.progress).with_context(context)?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}, hash {}",
-                data.train.len(),
-                data.validation.len(),
-                data.train.class_names,
-                &hash[..12]
+                prepared.data.train.len(),
+                prepared.data.validation.len(),
+                prepared.data.train.class_names,
+                &prepared.hash[..12]
             ));
-            slot.insert(PreparedData {
-                data,
-                hash,
-                manifest,
-            });
+            slot.insert(prepared);
         }
         if let Entry::Vacant(slot) = inputs.weights.entry(weights_key(cfg)) {
             let arch = architecture(cfg)?;

@@ -177,6 +177,7 @@ fn imported_weights_train_and_are_recorded() {
         .arg(dir.path().join("results"))
         .assert()
         .success();
-    let run = read_json(&dir.path().join("results/tiny/imported/seed-0/run.json"));
+    let run =
+        read_json(&cell_dir(&dir.path().join("results"), "tiny", "imported", 0).join("run.json"));
     assert_eq!(run["weights"]["sha256"], sha256.as_str());
 }
