@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod model;
+pub mod report;
 pub mod rng;
 pub mod store;
 pub mod sweep;
