@@ -133,6 +133,8 @@ pub struct Comparison {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     pub baseline: String,
+    /// The baseline was named (`--baseline`), not taken as the first variant.
+    pub baseline_chosen: bool,
     /// The metric the verdicts and the headline table use.
     pub metric: Metric,
     pub variants: Vec<VariantStats>,
@@ -162,6 +164,7 @@ pub fn analyse(
     baseline: Option<&str>,
     metric: Metric,
 ) -> anyhow::Result<Analysis> {
+    let baseline_arg = baseline;
     let baseline = match baseline {
         Some(b) if results.variants.iter().any(|v| v == b) => b.to_string(),
         Some(b) => anyhow::bail!(
@@ -205,6 +208,7 @@ pub fn analyse(
         comparisons.insert(m, compare_all(results, &baseline, m));
     }
     Ok(Analysis {
+        baseline_chosen: baseline_arg.is_some(),
         baseline,
         metric,
         variants,

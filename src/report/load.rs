@@ -358,7 +358,7 @@ pub fn load(
         seeds,
         order_source: plan
             .map(|p| p.source.clone())
-            .unwrap_or_else(|| "variant folder names, sorted (no experiment file)".to_string()),
+            .unwrap_or_else(|| "name order (no experiment file given or found)".to_string()),
         cells,
     })
 }

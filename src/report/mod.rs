@@ -248,3 +248,6 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests;

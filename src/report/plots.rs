@@ -173,11 +173,14 @@ pub fn all(results: &ExperimentResults, analysis: &Analysis) -> anyhow::Result<V
         }
         out.push(figure(
             format!("variant-{name}"),
-            format!(
-                "{name}: mean over {} finished seed{} with 95% t band, seeds faint",
-                seeds.len(),
-                if seeds.len() == 1 { "" } else { "s" }
-            ),
+            if seeds.len() == 1 {
+                format!("{name}: its one finished seed (no band from a single seed)")
+            } else {
+                format!(
+                    "{name}: mean over {} finished seeds with 95% t band, seeds faint",
+                    seeds.len()
+                )
+            },
             FigureKind::Variant,
             &VariantCurves { name, seeds },
             (960, 360),

@@ -52,6 +52,10 @@ pub fn short(hash: &str) -> String {
     hash.chars().take(12).collect()
 }
 
+fn epochs(n: usize) -> String {
+    format!("{n} epoch{}", if n == 1 { "" } else { "s" })
+}
+
 fn code(s: impl AsRef<str>) -> String {
     format!("`{}`", s.as_ref())
 }
@@ -97,10 +101,14 @@ pub fn document(report: &Report) -> Document {
         r.seeds.len(),
         r.cells.len()
     );
+    let why = if a.baseline_chosen {
+        "chosen with `--baseline`".to_string()
+    } else {
+        format!("the first variant in {}", r.order_source)
+    };
     intro.push_str(&format!(
-        " Baseline: {} (the first variant in the order of {}, unless chosen with `--baseline`). Verdicts use the {}.",
+        " Baseline: {} ({why}). Verdicts use the {}.",
         code(&a.baseline),
-        r.order_source,
         a.metric.label()
     ));
     blocks.push(Block::Paragraph(intro));
@@ -360,7 +368,7 @@ fn method(blocks: &mut Vec<Block>) {
     blocks.push(Block::Bullets(vec![
         "Per variant over its n finished seeds: mean, sample standard deviation s (divisor n − 1), and the 95% Student-t interval mean ± t(0.975, n − 1) · s / √n.".into(),
         "Against the baseline, per seed both finished: d = variant − baseline. Paired t-test t = mean(d) / (s_d / √n), two-sided p from Student's t with n − 1 degrees of freedom; the t-interval of mean(d) as above.".into(),
-        format!("Percentile bootstrap of mean(d): {BOOTSTRAP_RESAMPLES} resamples of the n differences with replacement (ChaCha8 stream, seed {BOOTSTRAP_SEED}), the 2.5% and 97.5% quantiles of the resampled means."),
+        format!("Percentile bootstrap of mean(d): {BOOTSTRAP_RESAMPLES} resamples of the n differences with replacement (ChaCha8 stream, seed {BOOTSTRAP_SEED}), the 2.5% and 97.5% quantiles of the resampled means. With few seeds it can take only a few values and comes out narrower than the t-interval; both must exclude zero."),
         "Holm-Bonferroni: the m p-values sorted ascending, adjusted p(i) = max over j ≤ i of min(1, (m − j + 1) · p(j)).".into(),
         "A winner is named only with at least 2 paired seeds, both intervals excluding zero and a Holm-adjusted p below 0.05. Failed, diverged, interrupted, running and missing cells are listed, never averaged.".into(),
     ]));
@@ -416,7 +424,7 @@ fn runs(blocks: &mut Vec<Block>, report: &Report) {
             let dir = format!("{}/{}", report.location, rel.display());
             rows.push(vec![
                 format!("{} seed {}", c.variant, c.seed),
-                format!("{} ({} epochs)", c.state, c.metrics.len()),
+                format!("{} ({})", c.state, epochs(c.metrics.len())),
                 hash(prov.and_then(|p| p.commit.as_deref())),
                 prov.map(|p| {
                     if p.dirty {
