@@ -2,6 +2,7 @@
 
 mod errors;
 mod interrupt;
+mod report;
 mod sweep;
 
 use std::path::{Path, PathBuf};
