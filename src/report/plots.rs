@@ -292,8 +292,8 @@ fn panel<'a, DB: DrawingBackend>(
                 String::new()
             }
         })
-        .label_style((FAMILY, 13))
-        .axis_desc_style((FAMILY, 14))
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 15))
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.08))
         .draw()
@@ -342,30 +342,33 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .position(pos)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
-        .label_font((FAMILY, 13))
+        .label_font((FAMILY, 15))
         .draw()
         .map_err(err)
 }
 
+/// A line through `points`, broken where a value is not finite (a diverged cell's NaN loss), so
+/// that nothing is drawn for what was not measured.
 fn line<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     points: Vec<(f64, f64)>,
     style: ShapeStyle,
     label: Option<&str>,
 ) -> anyhow::Result<()> {
-    let series = chart
-        .draw_series(
-            LineSeries::new(points.clone(), style).point_size(if style.stroke_width >= 2 {
-                3
-            } else {
-                0
-            }),
-        )
-        .map_err(err)?;
-    if let Some(label) = label {
-        series
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    let marker = if style.stroke_width >= 2 { 3 } else { 0 };
+    let mut label = label;
+    for run in points
+        .split(|(_, y)| !y.is_finite())
+        .filter(|r| !r.is_empty())
+    {
+        let series = chart
+            .draw_series(LineSeries::new(run.to_vec(), style).point_size(marker))
+            .map_err(err)?;
+        if let Some(l) = label.take() {
+            series
+                .label(l)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
     }
     Ok(())
 }
@@ -428,6 +431,19 @@ impl Draw for CellCurves<'_> {
     }
 }
 
+/// A quantity per epoch, its colour and its legend label.
+type Series = (fn(&EpochMetrics) -> f64, RGBColor, &'static str);
+
+/// One panel of a variant figure: two series (training, validation) of one quantity.
+struct PanelSpec {
+    caption: &'static str,
+    y_desc: &'static str,
+    series: [Series; 2],
+    /// The y range never leaves these bounds.
+    limits: (f64, f64),
+    legend: SeriesLabelPosition,
+}
+
 struct VariantCurves<'a> {
     name: &'a str,
     seeds: &'a [Vec<EpochMetrics>],
@@ -437,47 +453,50 @@ impl Draw for VariantCurves<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.seeds.len();
-        let title = format!(
-            "{} · mean of {n} seed{} · 95% t band",
-            self.name,
-            if n == 1 { "" } else { "s" }
-        );
+        let title = if n == 1 {
+            format!("{} · one finished seed", self.name)
+        } else {
+            format!("{} · mean of {n} seeds · 95% t band", self.name)
+        };
         let root = root.titled(&title, title_style(20.0)).map_err(err)?;
         let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
         let epochs = max_epoch(self.seeds);
-        type Get = fn(&EpochMetrics) -> f64;
-        let panels: [(
-            &DrawingArea<DB, Shift>,
-            &str,
-            &str,
-            [(Get, RGBColor, &str); 2],
-            (f64, f64),
-            SeriesLabelPosition,
-        ); 2] = [
+        let panels = [
             (
                 &left,
-                "Accuracy",
-                "accuracy",
-                [
-                    (|e| e.train_acc, TRAIN, "training"),
-                    (|e| e.val_acc, VAL, "validation"),
-                ],
-                (0.0, 1.0),
-                SeriesLabelPosition::LowerRight,
+                PanelSpec {
+                    caption: "Accuracy",
+                    y_desc: "accuracy",
+                    series: [
+                        (|e| e.train_acc, TRAIN, "training"),
+                        (|e| e.val_acc, VAL, "validation"),
+                    ],
+                    limits: (0.0, 1.0),
+                    legend: SeriesLabelPosition::LowerRight,
+                },
             ),
             (
                 &right,
-                "Loss",
-                "loss",
-                [
-                    (|e| e.train_loss, TRAIN, "training"),
-                    (|e| e.val_loss, VAL, "validation"),
-                ],
-                (0.0, f64::INFINITY),
-                SeriesLabelPosition::UpperRight,
+                PanelSpec {
+                    caption: "Loss",
+                    y_desc: "loss",
+                    series: [
+                        (|e| e.train_loss, TRAIN, "training"),
+                        (|e| e.val_loss, VAL, "validation"),
+                    ],
+                    limits: (0.0, f64::INFINITY),
+                    legend: SeriesLabelPosition::UpperRight,
+                },
             ),
         ];
-        for (area, caption, y_desc, series, (floor, ceil), pos) in panels {
+        for (area, spec) in panels {
+            let PanelSpec {
+                caption,
+                y_desc,
+                series,
+                limits: (floor, ceil),
+                legend: pos,
+            } = spec;
             let bands: Vec<_> = series
                 .iter()
                 .map(|(f, _, _)| mean_band(self.seeds, *f))
@@ -604,8 +623,8 @@ impl Draw for DotPlot<'_> {
                 }
             })
             .y_desc("final validation accuracy")
-            .label_style((FAMILY, 13))
-            .axis_desc_style((FAMILY, 14))
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 15))
             .light_line_style(WHITE.mix(0.0))
             .bold_line_style(BLACK.mix(0.08))
             .disable_x_mesh()
@@ -704,6 +723,40 @@ mod tests {
         let rgb = img.to_rgb8();
         let has = |c: RGBColor| rgb.pixels().any(|p| p.0 == [c.0, c.1, c.2]);
         assert!(has(TRAIN) && has(VAL));
+        // A diverged cell's NaN loss breaks the line instead of drawing it to the axis: in the
+        // loss panel, validation blue is then only the epoch-1 marker and the legend.
+        let blue_in_loss_panel = |m: &[EpochMetrics]| {
+            let (png, _) = render(
+                &CellCurves {
+                    title: "d".into(),
+                    metrics: m,
+                },
+                (640, 240),
+            )
+            .unwrap();
+            let img = image::load_from_memory(&png).unwrap().to_rgb8();
+            img.enumerate_pixels()
+                .filter(|(x, _, p)| *x > 320 && p.0 == [VAL.0, VAL.1, VAL.2])
+                .count()
+        };
+        let finite = blue_in_loss_panel(&[
+            e(1, 0.5),
+            EpochMetrics {
+                val_loss: 0.3,
+                ..e(2, 0.5)
+            },
+        ]);
+        let diverged = blue_in_loss_panel(&[
+            e(1, 0.5),
+            EpochMetrics {
+                val_loss: f64::NAN,
+                ..e(2, 0.5)
+            },
+        ]);
+        assert!(
+            finite > 2 * diverged,
+            "line {finite} px, broken line {diverged} px"
+        );
         assert!(
             svg.starts_with("<svg") && svg.contains("v · seed 0"),
             "{}",

@@ -4,7 +4,8 @@
 
 use crate::report::analysis::{format_p, Analysis, Metric};
 use crate::report::compare::{Against, Change};
-use crate::report::load::{CellRun, CellState};
+use crate::report::load::{CellRun, CellState, ExperimentResults};
+use crate::report::locate::UNKEYED;
 use crate::report::plots::FigureKind;
 use crate::report::stats::{Summary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
 use crate::report::Report;
@@ -52,6 +53,19 @@ pub fn short(hash: &str) -> String {
     hash.chars().take(12).collect()
 }
 
+/// 10000 -> 10,000.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn epochs(n: usize) -> String {
     format!("{n} epoch{}", if n == 1 { "" } else { "s" })
 }
@@ -92,10 +106,14 @@ pub fn document(report: &Report) -> Document {
     let mut blocks = Vec::new();
 
     let done = r.cells.iter().filter(|c| c.included()).count();
+    let state = if report.code_state == UNKEYED {
+        "not keyed by code state".to_string()
+    } else {
+        format!("code state {}", code(&report.code_state))
+    };
     let mut intro = format!(
-        "Results in {} (code state {}{}): {} variants × {} seeds, {done} of {} cells finished and included.",
+        "Results in {} ({state}{}): {} variants × {} seeds, {done} of {} cells finished and included.",
         code(&report.location),
-        code(&report.code_state),
         provenance_note(r.cells.iter()),
         r.variants.len(),
         r.seeds.len(),
@@ -113,6 +131,33 @@ pub fn document(report: &Report) -> Document {
     ));
     blocks.push(Block::Paragraph(intro));
 
+    across_seeds(&mut blocks, a);
+    comparisons(&mut blocks, a);
+    blocks.push(Block::Heading("Figures".into()));
+    blocks.push(Block::Figures(FigureKind::Overview));
+    cells(&mut blocks, r);
+    if let Some(against) = &report.against {
+        against_blocks(&mut blocks, report, against);
+    }
+    blocks.push(Block::Heading("Per variant".into()));
+    blocks.push(Block::Figures(FigureKind::Variant));
+    blocks.push(Block::Heading("Per cell".into()));
+    blocks.push(Block::Paragraph(
+        "Training red, validation blue, as in the notebook.".into(),
+    ));
+    blocks.push(Block::Figures(FigureKind::Cell));
+    method(&mut blocks);
+    runs(&mut blocks, report);
+    let title = if report.code_state == UNKEYED {
+        format!("Report: {}", r.experiment)
+    } else {
+        format!("Report: {} at {}", r.experiment, report.code_state)
+    };
+    Document { title, blocks }
+}
+
+/// The grid of cells: a number for each finished one, the state of every other.
+fn cells(blocks: &mut Vec<Block>, r: &ExperimentResults) {
     blocks.push(Block::Heading("Cells".into()));
     blocks.push(Block::Paragraph(
         "Final validation accuracy of each finished cell; other cells show their state and how far they got.".into(),
@@ -133,7 +178,9 @@ pub fn document(report: &Report) -> Document {
         })
         .collect();
     blocks.push(Block::Table(Table { header, rows }));
+}
 
+fn across_seeds(blocks: &mut Vec<Block>, a: &Analysis) {
     blocks.push(Block::Heading("Across seeds".into()));
     blocks.push(Block::Paragraph(
         "Mean ± sample standard deviation [95% Student-t interval of the mean] over the finished seeds; n counts them.".into(),
@@ -172,28 +219,6 @@ pub fn document(report: &Report) -> Document {
             "Not included in the numbers above:".into(),
         ));
         blocks.push(Block::Bullets(excluded));
-    }
-
-    comparisons(&mut blocks, a);
-    if let Some(against) = &report.against {
-        against_blocks(&mut blocks, report, against);
-    }
-    method(&mut blocks);
-
-    blocks.push(Block::Heading("Figures".into()));
-    blocks.push(Block::Figures(FigureKind::Overview));
-    blocks.push(Block::Heading("Per variant".into()));
-    blocks.push(Block::Figures(FigureKind::Variant));
-    blocks.push(Block::Heading("Per cell".into()));
-    blocks.push(Block::Paragraph(
-        "Training red, validation blue, as in the notebook.".into(),
-    ));
-    blocks.push(Block::Figures(FigureKind::Cell));
-
-    runs(&mut blocks, report);
-    Document {
-        title: format!("{}: report at {}", r.experiment, report.code_state),
-        blocks,
     }
 }
 
@@ -368,7 +393,7 @@ fn method(blocks: &mut Vec<Block>) {
     blocks.push(Block::Bullets(vec![
         "Per variant over its n finished seeds: mean, sample standard deviation s (divisor n − 1), and the 95% Student-t interval mean ± t(0.975, n − 1) · s / √n.".into(),
         "Against the baseline, per seed both finished: d = variant − baseline. Paired t-test t = mean(d) / (s_d / √n), two-sided p from Student's t with n − 1 degrees of freedom; the t-interval of mean(d) as above.".into(),
-        format!("Percentile bootstrap of mean(d): {BOOTSTRAP_RESAMPLES} resamples of the n differences with replacement (ChaCha8 stream, seed {BOOTSTRAP_SEED}), the 2.5% and 97.5% quantiles of the resampled means. With few seeds it can take only a few values and comes out narrower than the t-interval; both must exclude zero."),
+        format!("Percentile bootstrap of mean(d): {} resamples of the n differences with replacement (ChaCha8 stream, seed {BOOTSTRAP_SEED}), the 2.5% and 97.5% quantiles of the resampled means. With few seeds it can take only a few values and comes out narrower than the t-interval; both must exclude zero.", thousands(BOOTSTRAP_RESAMPLES)),
         "Holm-Bonferroni: the m p-values sorted ascending, adjusted p(i) = max over j ≤ i of min(1, (m − j + 1) · p(j)).".into(),
         "A winner is named only with at least 2 paired seeds, both intervals excluding zero and a Holm-adjusted p below 0.05. Failed, diverged, interrupted, running and missing cells are listed, never averaged.".into(),
     ]));
