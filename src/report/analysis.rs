@@ -315,8 +315,10 @@ pub fn verdict(c: &Comparison, baseline: &str, family: usize) -> String {
         Some(_) => format!("{baseline} is better than {v}"),
         None => format!("{v} differs from {baseline}"),
     };
+    // A single comparison needs no correction: say plain p then.
+    let p_name = if family > 1 { "Holm-adjusted p" } else { "p" };
     format!(
-        "{better}: {what} {} by {:.d$} ({pct}% t-interval {}, bootstrap {}, Holm-adjusted p = {}, {} seeds).",
+        "{better}: {what} {} by {:.d$} ({pct}% t-interval {}, bootstrap {}, {p_name} = {}, {} seeds).",
         if higher { "higher" } else { "lower" },
         p.mean_diff.abs(),
         fmt_iv(ci),

@@ -21,14 +21,17 @@ pub enum Change {
     Unknown(String),
     OnlyHere,
     OnlyThere,
-    /// Present on both sides but at least one is not finished.
-    NotComparable(String),
+    /// Neither side has the cell.
+    MissingBoth,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellChange {
     pub variant: String,
     pub seed: u64,
+    /// The cell's state here and there (`done`, `failed`, `missing`, ...).
+    pub here: String,
+    pub there: String,
     pub change: Change,
 }
 
@@ -54,9 +57,7 @@ pub struct Against {
 /// Why two records of the same cell differ.
 pub fn change(here: &CellRun, there: &CellRun) -> Change {
     match (here.state, there.state) {
-        (CellState::Missing, CellState::Missing) => {
-            return Change::NotComparable("missing on both sides".into())
-        }
+        (CellState::Missing, CellState::Missing) => return Change::MissingBoth,
         (_, CellState::Missing) => return Change::OnlyHere,
         (CellState::Missing, _) => return Change::OnlyThere,
         _ => {}
@@ -96,29 +97,18 @@ pub fn change(here: &CellRun, there: &CellRun) -> Change {
         (None, None) => {}
         _ => parts.push("environment (recorded on one side only)".to_string()),
     }
-    if !here.included() || !there.included() {
-        let state = |c: &CellRun| {
-            if c.included() {
-                "done".to_string()
-            } else {
-                c.state.to_string()
-            }
-        };
-        let note = format!("here {}, there {}", state(here), state(there));
-        if parts.is_empty() {
-            return Change::NotComparable(format!("same inputs; {note}"));
-        }
-        return Change::Changed(
-            parts
-                .into_iter()
-                .chain(std::iter::once(format!("({note})")))
-                .collect(),
-        );
-    }
     if parts.is_empty() {
         Change::Unchanged
     } else {
         Change::Changed(parts)
+    }
+}
+
+/// `done` for an included cell, else its state (`done` without metrics reads `unreadable`).
+fn state_word(c: &CellRun) -> String {
+    match c.state {
+        CellState::Done if !c.included() => "unreadable".to_string(),
+        state => state.to_string(),
     }
 }
 
@@ -159,12 +149,14 @@ pub fn against(
             let a = here.cell(v, s).cloned().unwrap_or_else(|| missing(v, s));
             let b = there.cell(v, s).cloned().unwrap_or_else(|| missing(v, s));
             let change = change(&a, &b);
-            if change == Change::NotComparable("missing on both sides".into()) {
+            if change == Change::MissingBoth {
                 continue;
             }
             cells.push(CellChange {
                 variant: v.clone(),
                 seed: s,
+                here: state_word(&a),
+                there: state_word(&b),
                 change,
             });
         }
@@ -352,8 +344,7 @@ pub fn runs_text(a: &Path, b: &Path) -> anyhow::Result<String> {
         Change::Unchanged => "Inputs: same run key and environment.\n".to_string(),
         Change::Changed(parts) => format!("Inputs differ: {}.\n", parts.join(", ")),
         Change::Unknown(why) => format!("Inputs: cannot tell ({why}).\n"),
-        Change::NotComparable(why) => format!("Inputs: {why}.\n"),
-        Change::OnlyHere | Change::OnlyThere => String::new(),
+        Change::OnlyHere | Change::OnlyThere | Change::MissingBoth => String::new(),
     });
     out.push('\n');
     let epochs = x.metrics.len().max(y.metrics.len());
@@ -432,4 +423,59 @@ fn columns<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::{Environment, KeyComponents};
+
+    fn cell(config: &str, rustc: &str, keyed: bool) -> CellRun {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.json"), r#"{"status":"done"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("metrics.csv"),
+            "epoch,train_loss,train_acc,val_loss,val_acc,seconds\n1,0.6,0.6,0.6,0.6,1\n",
+        )
+        .unwrap();
+        let mut c = load::read_cell(dir.path(), "v/seed-0".into(), "v", 0);
+        if keyed {
+            c.record.key = Some(KeyComponents {
+                config: config.into(),
+                dataset: "d".into(),
+                weights: None,
+                code: "k".into(),
+                seed: 0,
+            });
+            c.record.environment = Some(Environment {
+                runner_version: "0.1.0".into(),
+                rustc: rustc.into(),
+                engine: "candle".into(),
+                device: "cpu".into(),
+                cpu: "x".into(),
+                threads: 2,
+                os: "linux".into(),
+            });
+        }
+        c
+    }
+
+    #[test]
+    fn changes_name_the_run_key_components_that_differ() {
+        let a = cell("c1", "1.95", true);
+        assert_eq!(change(&a, &cell("c1", "1.95", true)), Change::Unchanged);
+        assert_eq!(
+            change(&a, &cell("c2", "1.94", true)),
+            Change::Changed(vec!["config".into(), "environment (rustc)".into()])
+        );
+        assert_eq!(
+            change(&a, &cell("c1", "1.95", false)),
+            Change::Unknown("no run key recorded".into())
+        );
+        let mut gone = cell("c1", "1.95", true);
+        gone.state = CellState::Missing;
+        assert_eq!(change(&a, &gone), Change::OnlyHere);
+        assert_eq!(change(&gone, &a), Change::OnlyThere);
+        assert_eq!(change(&gone, &gone), Change::MissingBoth);
+    }
 }

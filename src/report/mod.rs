@@ -240,6 +240,13 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let (a, b) = (Path::new(&args.a), Path::new(&args.b));
     let text = if a.is_dir() && b.is_dir() {
         compare::runs_text(a, b)?
+    } else if a.is_dir() != b.is_dir() {
+        let (dir, other) = if a.is_dir() { (a, b) } else { (b, a) };
+        anyhow::bail!(
+            "{} is a directory but {} is not: give two run directories or two variant names",
+            dir.display(),
+            other.display()
+        );
     } else {
         let (name, plan) = resolve_experiment(args.experiment.as_deref())?;
         let (_, results) = load_state(&args.results, &name, plan.as_ref(), args.commit.as_deref())?;

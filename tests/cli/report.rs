@@ -129,7 +129,9 @@ fn report_of_a_code_state_against_another() {
     assert!(text.contains("3 cells not finished or missing"), "{text}");
     let md = std::fs::read_to_string(results.join("3f2a9c1/fixture/report/report.md")).unwrap();
     assert!(
-        md.contains("| fine_tune seed 0 | changed: config, code, environment (rustc) |"),
+        md.contains(
+            "| fine_tune seed 0 | done | done | changed: config, code, environment (rustc) |"
+        ),
         "{md}"
     );
     assert!(

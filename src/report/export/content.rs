@@ -324,7 +324,9 @@ fn against_blocks(blocks: &mut Vec<Block>, report: &Report, against: &Against) {
         code(&against.other_location),
         against.metric.label()
     )));
-    let header = ["cell", "change"].map(String::from).to_vec();
+    let header = ["cell", "here", "there", "inputs"]
+        .map(String::from)
+        .to_vec();
     let rows = against
         .cells
         .iter()
@@ -333,11 +335,14 @@ fn against_blocks(blocks: &mut Vec<Block>, report: &Report, against: &Against) {
                 Change::Unchanged => "same run key and environment".to_string(),
                 Change::Changed(parts) => format!("changed: {}", parts.join(", ")),
                 Change::Unknown(why) => format!("unknown: {why}"),
-                Change::OnlyHere => "only here".to_string(),
-                Change::OnlyThere => "only there".to_string(),
-                Change::NotComparable(why) => why.clone(),
+                Change::OnlyHere | Change::OnlyThere | Change::MissingBoth => NA.to_string(),
             };
-            vec![format!("{} seed {}", c.variant, c.seed), what]
+            vec![
+                format!("{} seed {}", c.variant, c.seed),
+                c.here.clone(),
+                c.there.clone(),
+                what,
+            ]
         })
         .collect();
     blocks.push(Block::Table(Table { header, rows }));
