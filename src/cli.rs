@@ -150,6 +150,14 @@ pub enum Command {
     /// Lists the directory as training does and hashes every file (SHA-256); the root hash covers
     /// each file's path, size, content and class.
     Hash(crate::fingerprint::command::HashArgs),
+    /// Write a report of an experiment: statistics across seeds, comparisons, figures.
+    ///
+    /// Writes report.md, a self-contained report.html and summary.csv (plus plots/ as PNG and
+    /// SVG) to <results>/<code-state>/<experiment>/report/. Failed, running and missing cells
+    /// are listed, never averaged.
+    Report(crate::report::ReportArgs),
+    /// Compare two variants of an experiment, or two run directories, in the terminal.
+    Compare(crate::report::CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -349,6 +357,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             })
         }
+        Command::Report(args) => crate::report::run_report(&args),
+        Command::Compare(args) => crate::report::run_compare(&args),
         Command::Check { experiment } => {
             let experiment = load_experiment(experiment.as_deref())?;
             print!("{}", describe(&experiment)?);

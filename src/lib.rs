@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod fingerprint;
 pub mod model;
 pub mod provenance;
+pub mod report;
 pub mod reproduce;
 pub mod rng;
 pub mod store;

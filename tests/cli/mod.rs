@@ -3,6 +3,7 @@
 mod errors;
 mod hash;
 mod interrupt;
+mod report;
 mod reproduce;
 mod resume;
 mod summary;
