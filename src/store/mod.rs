@@ -20,7 +20,7 @@ use crate::train::EpochMetrics;
 pub use record::{RunRecord, Status};
 
 /// The results tree. Cells live at `<root>/<code-state>/<experiment>/<variant>/seed-<n>/`, where
-/// the code state is `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`: results of different
+/// the code state is `<commit12>`, `<commit12>-dirty-<diff8>` or `no-git`: results of different
 /// code never mix, and a tree with local edits is never filed under its clean commit. This is
 /// the one place that decides paths.
 #[derive(Debug, Clone)]

@@ -106,7 +106,7 @@ pub struct RunRecord {
     pub run_key: Option<String>,
     #[serde(default)]
     pub key: Option<KeyComponents>,
-    /// `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`: the results folder it is filed under.
+    /// `<commit12>`, `<commit12>-dirty-<diff8>` or `no-git`: the results folder it is filed under.
     #[serde(default)]
     pub code_state: Option<String>,
     #[serde(default)]

@@ -31,7 +31,7 @@ pub struct PreparedData {
 pub struct CodeState {
     pub provenance: Provenance,
     pub hash: String,
-    /// `<commit8>`, `<commit8>-dirty-<diff8>` or `no-git`.
+    /// `<commit12>`, `<commit12>-dirty-<diff8>` or `no-git`.
     pub dir_name: String,
     /// The local diff (tracked changes and untracked files), when the tree is dirty.
     pub diff: Option<Vec<u8>>,

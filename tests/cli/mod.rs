@@ -72,7 +72,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     .unwrap()
 }
 
-/// The one code-state folder a test's sweeps wrote (`<commit8>[-dirty-<diff8>]` or `no-git`).
+/// The one code-state folder a test's sweeps wrote (`<commit12>[-dirty-<diff8>]` or `no-git`).
 pub fn code_state_dir(results: &Path) -> PathBuf {
     find_code_state_dir(results)
         .unwrap_or_else(|| panic!("no single code-state folder under {}", results.display()))
