@@ -49,7 +49,14 @@ pub struct SkippedFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightsRecord {
     pub source: Option<PathBuf>,
+    /// SHA-256 of the file (a run-key component).
     pub sha256: Option<String>,
+    /// The file's format as read (safetensors, Keras HDF5, PyTorch zip or legacy).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The published hash the file was verified against before use, e.g. `md5:6d6bbae1...`.
+    #[serde(default)]
+    pub verified: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -177,6 +184,8 @@ impl RunRecord {
             weights: WeightsRecord {
                 source: None,
                 sha256: None,
+                format: None,
+                verified: None,
             },
             train: None,
             validation: None,

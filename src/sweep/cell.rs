@@ -177,6 +177,8 @@ pub fn run_cell(
         weights: WeightsRecord {
             source: loaded.source.clone(),
             sha256: loaded.sha256.clone(),
+            format: loaded.format.map(|f| f.describe().to_string()),
+            verified: loaded.verified.clone(),
         },
         train: Some(split_record(&data.train)),
         validation: Some(split_record(&data.validation)),

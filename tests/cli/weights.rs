@@ -181,3 +181,68 @@ fn imported_weights_train_and_are_recorded() {
         read_json(&cell_dir(&dir.path().join("results"), "tiny", "imported", 0).join("run.json"));
     assert_eq!(run["weights"]["sha256"], sha256.as_str());
 }
+
+/// The lecture's two-stage recipe: train the head on a frozen base, then fine-tune block 5
+/// starting from that cell's saved model.
+#[test]
+fn a_cell_checkpoint_is_loadable_as_the_weights_of_another_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let results = dir.path().join("results");
+    runner()
+        .args([
+            "sweep",
+            "--quiet",
+            "--variant",
+            "feature_extraction",
+            "--seed",
+            "0",
+        ])
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
+    let stage1 = cell_dir(&results, "tiny", "feature_extraction", 0);
+    for file in ["model.safetensors", "best.safetensors"] {
+        assert!(stage1.join(file).exists(), "{file}");
+    }
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("name = \"tiny\"", "name = \"stage2\"")
+        .replace(
+            "weights = \"none\"",
+            &format!(
+                "weights = {{ file = {:?} }}",
+                stage1.join("model.safetensors").display().to_string()
+            ),
+        );
+    let exp2 = dir.path().join("stage2.toml");
+    std::fs::write(&exp2, text).unwrap();
+    runner()
+        .args([
+            "sweep",
+            "--quiet",
+            "--variant",
+            "fine_tuning_aug",
+            "--seed",
+            "0",
+        ])
+        .arg(&exp2)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
+    let record = read_json(&cell_dir(&results, "stage2", "fine_tuning_aug", 0).join("run.json"));
+    assert_eq!(record["status"], "done");
+    assert_eq!(record["weights"]["format"], "safetensors");
+    let sha = record["weights"]["sha256"].as_str().unwrap().to_string();
+    assert_eq!(record["key"]["weights"].as_str().unwrap(), sha);
+    let bytes = std::fs::read(stage1.join("model.safetensors")).unwrap();
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha, expected);
+}
