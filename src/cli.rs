@@ -62,6 +62,9 @@ pub enum Command {
         /// Rerun only the cells that failed.
         #[arg(long, conflicts_with = "force")]
         retry_failed: bool,
+        /// Do not write the report (runner report) at the end of the sweep.
+        #[arg(long)]
+        no_report: bool,
         /// Print only the final table.
         #[arg(long, short)]
         quiet: bool,
@@ -194,7 +197,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet,
             force,
             retry_failed,
+            no_report,
         } => {
+            let file = experiment.clone();
             let experiment = load_experiment(experiment.as_deref())?;
             let stop = install_interrupt_handler();
             let progress = if quiet {
@@ -202,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 Progress::detect()
             };
+            let results_root = select.results.clone();
             let options = SweepOptions {
                 results: ResultsLayout::new(select.results),
                 variants: select.variants,
@@ -213,6 +219,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let results = sweep::run(&experiment, &options, &stop)?;
             println!("\n{}", progress::summary_table(&results));
+            if !no_report && !stop.load(Ordering::SeqCst) {
+                write_sweep_report(file.as_deref(), &results, results_root);
+            }
             if results
                 .iter()
                 .any(|r| r.status == Some(Status::Interrupted))
@@ -377,6 +386,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Weights(command) => crate::model::weights::cli::run(command),
         Command::Hash(args) => crate::fingerprint::command::run(&args),
+    }
+}
+
+/// After a sweep, the report of the code state it ran under (when a cell has results). A report
+/// that cannot be written is a warning: the sweep's own outcome decides the exit code.
+fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], root: PathBuf) {
+    let finished = results.iter().find(|r| r.last.is_some());
+    let Some(state) = finished
+        .and_then(|r| r.dir.ancestors().nth(3))
+        .and_then(|d| d.file_name())
+    else {
+        return;
+    };
+    let args = crate::report::ReportArgs {
+        experiment: file.map(|f| f.display().to_string()),
+        commit: Some(state.to_string_lossy().into_owned()),
+        against: None,
+        baseline: None,
+        metric: crate::report::Metric::FinalValAcc,
+        results: root,
+    };
+    println!();
+    if let Err(e) = crate::report::run_report(&args) {
+        eprintln!("warning: the report could not be written: {e:#} (try `runner report`)");
     }
 }
 

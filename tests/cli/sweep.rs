@@ -17,6 +17,11 @@ fn two_epoch_sweep_writes_metrics_and_records_for_every_cell() {
         stdout.contains("feature_extraction") && stdout.contains("fine_tuning_aug"),
         "{stdout}"
     );
+    // The sweep ends with the report of its code state.
+    let report = code_state_dir(&results).join("tiny/report");
+    for file in ["report.md", "report.html", "summary.csv"] {
+        assert!(report.join(file).exists(), "{file}\n{stdout}");
+    }
     for variant in ["feature_extraction", "fine_tuning_aug"] {
         for seed in [0, 1] {
             let cell = cell_dir(&results, "tiny", variant, seed);
