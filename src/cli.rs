@@ -250,18 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             results,
         } => {
             let experiment = load_experiment(experiment.as_deref())?;
-            let Some(v) = experiment.variant(&variant) else {
-                let names: Vec<&str> = experiment
-                    .variants
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect();
-                anyhow::bail!(
-                    "{}: no variant named \"{variant}\" (variants: {})",
-                    experiment.file.display(),
-                    names.join(", ")
-                );
-            };
+            let v = experiment.require_variant(&variant)?;
             let seed = seed.unwrap_or(experiment.seeds[0]);
             let dataset = &v.config.dataset;
             let (train_dir, _) = sweep::data_dirs(&dataset.source, &ResultsLayout::new(results))?;

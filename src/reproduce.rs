@@ -201,12 +201,7 @@ pub fn why(
     seed: u64,
     results: &ResultsLayout,
 ) -> anyhow::Result<String> {
-    let Some(v) = experiment.variant(variant) else {
-        bail!(
-            "{}: no variant named \"{variant}\"",
-            experiment.file.display()
-        );
-    };
+    let v = experiment.require_variant(variant)?;
     let (now, key) = current_key(experiment, v, seed, results)?;
     let last = find_runs(results, Some(&experiment.name))
         .into_iter()

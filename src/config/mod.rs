@@ -162,6 +162,18 @@ impl Experiment {
     pub fn variant(&self, name: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.name == name)
     }
+
+    /// The variant named `name`, or an error naming the file and listing the variants.
+    pub fn require_variant(&self, name: &str) -> anyhow::Result<&Variant> {
+        self.variant(name).ok_or_else(|| {
+            let names: Vec<&str> = self.variants.iter().map(|v| v.name.as_str()).collect();
+            anyhow::anyhow!(
+                "{}: no variant named \"{name}\" (variants: {})",
+                self.file.display(),
+                names.join(", ")
+            )
+        })
+    }
 }
 
 /// Read, parse and validate an experiment file.

@@ -123,21 +123,7 @@ pub fn render(title: &str, arch: &Architecture, trainable: &[bool]) -> String {
 pub fn for_experiment(experiment: &Experiment, variant: Option<&str>) -> anyhow::Result<String> {
     let variants: Vec<_> = match variant {
         None => experiment.variants.iter().collect(),
-        Some(name) => match experiment.variant(name) {
-            Some(v) => vec![v],
-            None => {
-                let names: Vec<&str> = experiment
-                    .variants
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect();
-                anyhow::bail!(
-                    "{}: no variant named \"{name}\" (variants: {})",
-                    experiment.file.display(),
-                    names.join(", ")
-                );
-            }
-        },
+        Some(name) => vec![experiment.require_variant(name)?],
     };
     let mut out = Vec::new();
     for v in variants {

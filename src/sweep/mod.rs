@@ -50,19 +50,8 @@ pub struct CellResult {
 
 /// The cells of `experiment` selected by `options`, in matrix order.
 pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::Result<Vec<Cell>> {
-    let names: Vec<&str> = experiment
-        .variants
-        .iter()
-        .map(|v| v.name.as_str())
-        .collect();
     for v in &options.variants {
-        if !names.contains(&v.as_str()) {
-            bail!(
-                "{}: no variant named \"{v}\" (variants: {})",
-                experiment.file.display(),
-                names.join(", ")
-            );
-        }
+        experiment.require_variant(v)?;
     }
     for s in &options.seeds {
         if !experiment.seeds.contains(s) {
