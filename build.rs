@@ -25,6 +25,24 @@ fn main() {
         .and_then(|lock| locked_version(&lock, "candle-core"))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RUNNER_CANDLE_VERSION={candle}");
+
+    // A CUDA build records the toolkit it was compiled with ("13.0"), from `nvcc --version`.
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        println!("cargo:rerun-if-env-changed=PATH");
+        let cuda = Command::new("nvcc")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| nvcc_release(&String::from_utf8_lossy(&o.stdout)))
+            .unwrap_or_else(|| "unknown".into());
+        println!("cargo:rustc-env=RUNNER_CUDA_VERSION={cuda}");
+    }
+}
+
+/// "13.0" from nvcc's "Cuda compilation tools, release 13.0, V13.0.88".
+fn nvcc_release(text: &str) -> Option<String> {
+    let rest = &text[text.find("release ")? + "release ".len()..];
+    Some(rest.split(',').next()?.trim().to_string())
 }
 
 /// The version of package `name` in a Cargo.lock (`[[package]]` blocks of `name = ...` and

@@ -2,7 +2,7 @@
 # Build `runner` with CUDA support (`--features cuda`) on a machine without a GPU or a system CUDA
 # install. The CUDA toolchain comes from pinned PyPI wheels, so the build is the same everywhere.
 #
-#   scripts/build-cuda.sh                 # -> target/cuda/release/runner
+#   scripts/build-cuda.sh                 # -> target/cuda/dist/{runner,unit-tests}
 #   FEATURES=cudnn scripts/build-cuda.sh  # also cuDNN convolutions
 #
 # Everything it fetches or builds stays under target/ (ignored by git): the wheels' virtualenv in
@@ -78,5 +78,20 @@ export CPATH=$cudnn/include${CPATH:+:$CPATH}
 nvcc --version | tail -n 2
 
 cargo build --release --features "$features" --target-dir "$root/target/cuda" --bin runner
-bin=$root/target/cuda/release/runner
-echo "build-cuda: built $bin ($(du -h "$bin" | cut -f1)), features: $features"
+# The library's unit tests too: the ones with a CUDA variant run on the GPU machine
+# (scripts/gpu-check.sh), which has no Rust toolchain.
+tests=$(cargo test --release --features "$features" --target-dir "$root/target/cuda" --lib --no-run \
+    --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])' | tail -n1)
+[[ -n $tests ]] || { echo "build-cuda: building the unit tests failed" >&2; exit 1; }
+
+# Stripped copies, small enough to carry to a GPU machine.
+dist=$root/target/cuda/dist
+mkdir -p "$dist"
+strip -o "$dist/runner" "$root/target/cuda/release/runner"
+strip -o "$dist/unit-tests" "$tests"
+echo "build-cuda: $dist/runner ($(du -h "$dist/runner" | cut -f1)) and $dist/unit-tests ($(du -h "$dist/unit-tests" | cut -f1)), features: $features"

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Experiment};
+use crate::config::{self, DeviceChoice, Experiment};
 use crate::dataset::batches::{epoch_order, Split};
 use crate::model::arch::Architecture;
 use crate::model::freeze;
@@ -68,6 +68,10 @@ pub enum Command {
         /// Print only the final table.
         #[arg(long, short)]
         quiet: bool,
+        /// Train on "cpu", "cuda", "cuda:N" or "auto" (a GPU when this build has CUDA and one is
+        /// present). Default: the experiment file's `device`, else auto.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<DeviceChoice>,
     },
     /// Write a grid of augmented training images: what a variant's model sees.
     ///
@@ -125,9 +129,32 @@ pub enum Command {
         /// Largest absolute difference accepted in any metric (CPU runs reproduce exactly: 0).
         #[arg(long, default_value_t = 0.0)]
         tolerance: f64,
+        /// Device to train on (default: the one the run was recorded on).
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<DeviceChoice>,
         /// The results directory (to find run keys and generated data).
         #[arg(long, value_name = "DIR", default_value = "results")]
         results: PathBuf,
+    },
+    /// Show the device `--device auto` trains on (GPU name, compute capability, driver and
+    /// library versions), and with --check compare it against the CPU.
+    ///
+    /// The check runs the conv base, the logits and one fine-tuning step (block 5 + head, Adam)
+    /// on both devices from the same parameters and prints relative differences; float32
+    /// rounding gives about 1e-6, anything above 1e-3 fails (exit 1).
+    Device {
+        /// The device to show or check (default: auto).
+        #[arg(long, value_name = "DEVICE", default_value = "auto")]
+        device: DeviceChoice,
+        /// Compare the device against the CPU on the same inputs.
+        #[arg(long)]
+        check: bool,
+        /// Image size of the check (VGG16 widths; 150 is the lecture's).
+        #[arg(long, value_name = "PIXELS", default_value_t = 150)]
+        image_size: usize,
+        /// Batch size of the check.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        batch: usize,
     },
     /// Check an experiment file and show its matrix, without training.
     ///
@@ -198,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             retry_failed,
             no_report,
+            device,
         } => {
             let file = experiment.clone();
             let experiment = load_experiment(experiment.as_deref())?;
@@ -216,6 +244,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress,
                 force,
                 retry_failed,
+                device,
             };
             let results = sweep::run(&experiment, &options, &stop)?;
             println!("\n{}", progress::summary_table(&results));
@@ -320,6 +349,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reproduce {
             run,
             tolerance,
+            device,
             results,
         } => {
             let layout = ResultsLayout::new(results);
@@ -335,6 +365,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &layout,
                 scratch.path(),
                 tolerance,
+                device,
                 Progress::detect(),
             );
             let verdict = verdict?;
@@ -357,6 +388,46 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => crate::report::run_report(&args),
         Command::Compare(args) => crate::report::run_compare(&args),
+        Command::Device {
+            device,
+            check,
+            image_size,
+            batch,
+        } => {
+            use crate::model::device_check::{self, CheckShape};
+            let opened =
+                crate::model::device::open(device).with_context(|| format!("--device {device}"))?;
+            println!("device: {}", opened.info.describe());
+            println!(
+                "build: CUDA {}",
+                if crate::model::device::CUDA_BUILT {
+                    "enabled"
+                } else {
+                    "not built in (scripts/build-cuda.sh builds it)"
+                }
+            );
+            if !check {
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::ensure!(
+                !opened.device.is_cpu(),
+                "--check compares a GPU against the CPU, and the device here is the CPU ({})",
+                crate::model::device::NO_CUDA_BUILD
+            );
+            let shape = CheckShape {
+                image_size,
+                batch,
+                ..CheckShape::LECTURE
+            };
+            let rows = device_check::compare(&opened.device, shape)?;
+            print!("{}", device_check::table(&rows));
+            if !rows.iter().all(device_check::Difference::agrees) {
+                eprintln!("error: a relative difference is above 1e-3");
+                return Ok(ExitCode::from(1));
+            }
+            println!("OK: {} agrees with the CPU", opened.info.kind);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { experiment } => {
             let experiment = load_experiment(experiment.as_deref())?;
             print!("{}", describe(&experiment)?);

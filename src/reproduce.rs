@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
 
-use crate::config::{Cell, Experiment, Variant};
+use crate::config::{Cell, DeviceChoice, Experiment, Variant};
 use crate::fingerprint::{Manifest, ManifestDiff};
 use crate::store::record::KeyComponents;
 use crate::store::{read_metrics, read_record, ResultsLayout, RunRecord};
@@ -152,6 +152,7 @@ fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOpti
         progress,
         force,
         retry_failed: false,
+        device: None,
     }
 }
 
@@ -285,6 +286,7 @@ pub fn reproduce(
     results: &ResultsLayout,
     scratch: &Path,
     tolerance: f64,
+    device: Option<DeviceChoice>,
     progress: Progress,
 ) -> anyhow::Result<Verdict> {
     let rec = &run.record;
@@ -310,6 +312,9 @@ pub fn reproduce(
             description: None,
             config: rec.config.clone(),
         }],
+        // The device the run was recorded on, unless the caller says otherwise: a CPU run is
+        // checked on the CPU (bitwise), a GPU run on the GPU.
+        device: device.unwrap_or_else(|| rec.device.parse().unwrap_or(DeviceChoice::Cpu)),
     };
     // Inputs first: data (hashing the files as they are now), weights, code.
     let (now, _) = current_key(&experiment, &experiment.variants[0], rec.seed, results)?;
@@ -352,11 +357,19 @@ pub fn reproduce(
         seed: rec.seed,
     }];
     let inputs = prepare::prepare(&experiment, &cells, &options)?;
+    let device = crate::sweep::open_device(&experiment, &options)?;
+    if device.info.kind != rec.device {
+        progress.line(&format!(
+            "note: the run was recorded on {}, this check runs on {}: expect float32 rounding differences (use --tolerance)",
+            rec.device, device.info.kind
+        ));
+    }
     let result = cell::run_cell(
         &experiment,
         &experiment.variants[0],
         &cells[0],
         &inputs,
+        &device,
         &options,
         &stop,
     )?;

@@ -11,6 +11,7 @@
 //! - `locate`: dotted key paths and the line each one is written on.
 //! - `hash`: the canonical hash of a resolved cell configuration (a run-key component).
 
+mod device;
 mod forms;
 pub mod hash;
 mod locate;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use device::DeviceChoice;
 pub use resolve::DEFAULT_VARIANT;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
@@ -42,6 +44,10 @@ pub struct Experiment {
     pub base_dir: PathBuf,
     pub seeds: Vec<u64>,
     pub variants: Vec<Variant>,
+    /// The `device` key: where to train unless `--device` says otherwise. Not part of any run
+    /// key (see `model::device`).
+    #[serde(default)]
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

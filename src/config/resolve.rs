@@ -64,6 +64,7 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         base_dir,
         seeds: spec.seeds.clone(),
         variants,
+        device: spec.device,
     })
 }
 

@@ -22,6 +22,9 @@ pub struct ExperimentSpec {
     /// Seeds axis of the matrix.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// "cpu", "cuda", "cuda:N" or "auto" (default): where to train; `--device` overrides it.
+    #[serde(default)]
+    pub device: super::DeviceChoice,
     /// Absent only when every variant brings its own data source; validation says what is missing.
     #[serde(default)]
     pub dataset: DatasetSpec,

@@ -46,7 +46,7 @@ fn bad_files_get_exact_messages() {
         (
             format!("lerning_rate = 1\n{syn}"),
             "experiments/test.toml:1: lerning_rate: unknown key \"lerning_rate\" (expected one \
-             of: name, description, seeds, dataset, model, training, variants)"
+             of: name, description, seeds, device, dataset, model, training, variants)"
                 .into(),
         ),
         (
@@ -79,6 +79,12 @@ fn bad_files_get_exact_messages() {
             format!("[dataset]\nbatch_size = \"32\"\n{syn}"),
             "experiments/test.toml:2: dataset.batch_size: expected a non-negative integer, found \
              a string \"32\""
+                .into(),
+        ),
+        (
+            format!("device = \"gpu\"\n{syn}"),
+            "experiments/test.toml:1: device: unknown device \"gpu\": expected \"cpu\", \
+             \"cuda\", \"cuda:N\" or \"auto\""
                 .into(),
         ),
         (

@@ -2,6 +2,8 @@
 //! Only `model` and `train` use candle; everything else sees `Network`, `Batch` and plain numbers.
 
 pub mod arch;
+pub mod device;
+pub mod device_check;
 pub mod freeze;
 pub mod init;
 pub mod layers;
@@ -11,7 +13,9 @@ pub mod weights;
 
 pub use network::{Mode, Network};
 
-/// The compute device. Only the CPU for now.
+pub use device::{DeviceChoice, DeviceInfo, OpenDevice};
+
+/// The CPU device: where weights are read and checkpoints are written, whatever device trains.
 pub fn cpu() -> candle_core::Device {
     candle_core::Device::Cpu
 }

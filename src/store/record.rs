@@ -132,7 +132,11 @@ pub struct RunRecord {
     pub message: Option<String>,
     pub runner_version: String,
     pub engine: String,
+    /// "cpu" or "cuda:N".
     pub device: String,
+    /// What the device is (GPU name, compute capability, driver and library versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_info: Option<crate::model::DeviceInfo>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub epochs_completed: usize,
@@ -172,6 +176,7 @@ impl RunRecord {
             runner_version: env!("CARGO_PKG_VERSION").into(),
             engine: "candle".into(),
             device: "cpu".into(),
+            device_info: None,
             started_at: now(),
             finished_at: None,
             epochs_completed: 0,

@@ -10,9 +10,9 @@ use super::progress::{self, Progress};
 use super::{CellResult, SweepOptions};
 use crate::config::{Cell, Experiment, Variant};
 use crate::dataset::batches::Split;
-use crate::model::{freeze, Network};
+use crate::model::{freeze, Network, OpenDevice};
 use crate::store::lock::CellLock;
-use crate::store::record::{ParameterCounts, SkippedFile, SplitRecord, WeightsRecord};
+use crate::store::record::{Environment, ParameterCounts, SkippedFile, SplitRecord, WeightsRecord};
 use crate::store::{
     lock_path, partial_dir, read_record, write_atomic, CellWriter, RunRecord, Status,
 };
@@ -86,6 +86,7 @@ pub fn run_cell(
     variant: &Variant,
     cell: &Cell,
     inputs: &Inputs,
+    device: &OpenDevice,
     options: &SweepOptions,
     stop: &AtomicBool,
 ) -> anyhow::Result<CellResult> {
@@ -148,7 +149,7 @@ pub fn run_cell(
         mask,
         loaded,
         cell.seed,
-        &crate::model::cpu(),
+        &device.device,
     )?;
     let mut optimizer = KerasOptimizer::new(cfg.training.optimizer, network.trainable_vars())?;
     let (trainable, frozen) = network.parameter_counts();
@@ -157,8 +158,11 @@ pub fn run_cell(
         key: Some(components),
         code_state: Some(inputs.code.dir_name.clone()),
         provenance: Some(inputs.code.provenance.clone()),
-        environment: Some(inputs.code.environment.clone()),
-        nondeterminism: vec![],
+        environment: Some(Environment {
+            device: device.info.kind.clone(),
+            ..inputs.code.environment.clone()
+        }),
+        nondeterminism: device.info.nondeterminism(),
         experiment: experiment.name.clone(),
         experiment_file: experiment.file.clone(),
         variant: cell.variant.clone(),
@@ -167,7 +171,8 @@ pub fn run_cell(
         message: None,
         runner_version: env!("CARGO_PKG_VERSION").into(),
         engine: inputs.code.environment.engine.clone(),
-        device: "cpu".into(),
+        device: device.info.kind.clone(),
+        device_info: Some(device.info.clone()),
         started_at: crate::store::record::now(),
         finished_at: None,
         epochs_completed: 0,

@@ -8,7 +8,7 @@ pub mod progress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use crate::config::{Cell, Experiment};
 use crate::store::{ResultsLayout, Status};
@@ -31,6 +31,8 @@ pub struct SweepOptions {
     pub force: bool,
     /// Run only the cells that failed.
     pub retry_failed: bool,
+    /// `--device`: overrides the experiment file's `device`.
+    pub device: Option<crate::config::DeviceChoice>,
 }
 
 /// How one cell ended.
@@ -80,6 +82,10 @@ pub fn run(
 ) -> anyhow::Result<Vec<CellResult>> {
     let cells = select_cells(experiment, options)?;
     let inputs = prepare::prepare(experiment, &cells, options)?;
+    let device = open_device(experiment, options)?;
+    options
+        .progress
+        .line(&format!("device: {}", device.info.describe()));
     let mut results = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
@@ -96,7 +102,7 @@ pub fn run(
             cell.variant,
             cell.seed
         ));
-        let result = cell::run_cell(experiment, variant, cell, &inputs, options, stop)?;
+        let result = cell::run_cell(experiment, variant, cell, &inputs, &device, options, stop)?;
         options.progress.line(&progress::cell_summary(&result));
         let interrupted = result.status == Some(Status::Interrupted);
         results.push(result);
@@ -105,4 +111,19 @@ pub fn run(
         }
     }
     Ok(results)
+}
+
+/// The device the sweep trains on: `--device`, else the experiment file's `device`.
+pub fn open_device(
+    experiment: &Experiment,
+    options: &SweepOptions,
+) -> anyhow::Result<crate::model::OpenDevice> {
+    let (choice, origin) = match options.device {
+        Some(d) => (d, "--device".to_string()),
+        None => (
+            experiment.device,
+            format!("{}: device", experiment.file.display()),
+        ),
+    };
+    crate::model::device::open(choice).with_context(|| format!("{origin} = \"{choice}\""))
 }
