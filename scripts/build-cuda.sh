@@ -2,7 +2,7 @@
 # Build `runner` with CUDA support (`--features cuda`) on a machine without a GPU or a system CUDA
 # install. The CUDA toolchain comes from pinned PyPI wheels, so the build is the same everywhere.
 #
-#   scripts/build-cuda.sh                 # -> target/cuda/dist/{runner,unit-tests}
+#   scripts/build-cuda.sh                 # -> target/cuda/dist/{runner,unit-tests}, target/cuda/dist.tar.xz
 #   FEATURES=cudnn scripts/build-cuda.sh  # also cuDNN convolutions
 #
 # Everything it fetches or builds stays under target/ (ignored by git): the wheels' virtualenv in
@@ -94,4 +94,7 @@ dist=$root/target/cuda/dist
 mkdir -p "$dist"
 strip -o "$dist/runner" "$root/target/cuda/release/runner"
 strip -o "$dist/unit-tests" "$tests"
+# One archive of both (PTX compresses well: ~115 MB -> ~18 MB) to copy to the GPU machine.
+tar -C "$dist" -cf - runner unit-tests | xz -6 -T0 >"$root/target/cuda/dist.tar.xz.tmp"
+mv "$root/target/cuda/dist.tar.xz.tmp" "$root/target/cuda/dist.tar.xz"
 echo "build-cuda: $dist/runner ($(du -h "$dist/runner" | cut -f1)) and $dist/unit-tests ($(du -h "$dist/unit-tests" | cut -f1)), features: $features"

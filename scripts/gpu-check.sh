@@ -4,7 +4,8 @@
 #   scripts/build-cuda.sh                  # on the build machine: target/cuda/dist/{runner,unit-tests}
 #   scripts/gpu-check.sh [DIST] [OUT]      # on the GPU machine, from the repository root
 #
-# DIST (default target/cuda/dist) holds the binaries build-cuda.sh made; OUT (default
+# DIST (default target/cuda/dist) holds the binaries build-cuda.sh made, or is absent and
+# target/cuda/dist.tar.xz (the same binaries, compressed to carry) is unpacked into it; OUT (default
 # gpu-check-out, or $OUT when set) receives the logs and gpu-check.md, the summary table.
 # The binaries load the CUDA 13 libraries at run time: they are taken from the Python
 # environment that has PyTorch (+cu130), or from CUDA_LIBS if set (colon-separated).
@@ -21,6 +22,10 @@ mkdir -p "$out"
 summary=$out/gpu-check.md
 runner=$dist/runner
 tests=$dist/unit-tests
+if [[ ! -x $runner && -f target/cuda/dist.tar.xz ]]; then
+    mkdir -p "$dist"
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' target/cuda/dist.tar.xz "$dist"
+fi
 [[ -x $runner ]] || { echo "gpu-check: no $runner; run scripts/build-cuda.sh first" >&2; exit 1; }
 
 if [[ -z ${CUDA_LIBS:-} ]]; then
@@ -32,12 +37,12 @@ export LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export RUST_BACKTRACE=1
 
 status=0
-step() { # step NAME COMMAND...: run, log to $out/NAME.log, echo the tail, remember failures
+step() { # step NAME COMMAND...: run (at most $STEP_TIMEOUT s), log to $out/NAME.log, echo the tail, remember failures
     local name=$1
     shift
     echo "== $name: $*"
     local t0=$SECONDS
-    "$@" >"$out/$name.log" 2>&1
+    timeout "${STEP_TIMEOUT:-300}" "$@" >"$out/$name.log" 2>&1
     local rc=$?
     tail -n 25 "$out/$name.log"
     echo "== $name: exit $rc, $((SECONDS - t0)) s"
