@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 toolchain=${CUDA_TOOLCHAIN_DIR:-$root/target/cuda-toolchain}
 features=${FEATURES:-cuda}
+# The build (and its nvcc-compiled kernels, the slow part) lives here; point several checkouts at
+# one directory to share it.
+target=${CUDA_TARGET_DIR:-$root/target/cuda}
 # Compute capability of the GPU the kernels are built for (9.0: H100/H200). Setting it means the
 # build never calls nvidia-smi, so it works on machines without a GPU.
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
@@ -77,10 +80,10 @@ export CUDARC_CUDA_VERSION=13000
 export CPATH=$cudnn/include${CPATH:+:$CPATH}
 nvcc --version | tail -n 2
 
-cargo build --release --features "$features" --target-dir "$root/target/cuda" --bin runner
+cargo build --release --features "$features" --target-dir "$target" --bin runner
 # The library's unit tests too: the ones with a CUDA variant run on the GPU machine
 # (scripts/gpu-check.sh), which has no Rust toolchain.
-tests=$(cargo test --release --features "$features" --target-dir "$root/target/cuda" --lib --no-run \
+tests=$(cargo test --release --features "$features" --target-dir "$target" --lib --no-run \
     --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
@@ -90,11 +93,11 @@ for line in sys.stdin:
 [[ -n $tests ]] || { echo "build-cuda: building the unit tests failed" >&2; exit 1; }
 
 # Stripped copies, small enough to carry to a GPU machine.
-dist=$root/target/cuda/dist
+dist=$target/dist
 mkdir -p "$dist"
-strip -o "$dist/runner" "$root/target/cuda/release/runner"
+strip -o "$dist/runner" "$target/release/runner"
 strip -o "$dist/unit-tests" "$tests"
 # One archive of both (PTX compresses well: ~115 MB -> ~18 MB) to copy to the GPU machine.
-tar -C "$dist" -cf - runner unit-tests | xz -6 -T0 >"$root/target/cuda/dist.tar.xz.tmp"
-mv "$root/target/cuda/dist.tar.xz.tmp" "$root/target/cuda/dist.tar.xz"
+tar -C "$dist" -cf - runner unit-tests | xz -6 -T0 >"$target/dist.tar.xz.tmp"
+mv "$target/dist.tar.xz.tmp" "$target/dist.tar.xz"
 echo "build-cuda: $dist/runner ($(du -h "$dist/runner" | cut -f1)) and $dist/unit-tests ($(du -h "$dist/unit-tests" | cut -f1)), features: $features"
