@@ -140,6 +140,7 @@ pub fn current_key(
         &inputs.weights[&weights_key(cfg)],
         &inputs.code,
         seed,
+        inputs.stage_key(cfg),
     ))
 }
 
@@ -179,6 +180,13 @@ pub fn key_differences(old: &KeyComponents, new: &KeyComponents) -> Vec<String> 
             "weights changed ({} -> {})",
             opt(&old.weights),
             opt(&new.weights)
+        ));
+    }
+    if old.stage != new.stage {
+        out.push(format!(
+            "pretraining stage changed ({} -> {})",
+            opt(&old.stage),
+            opt(&new.stage)
         ));
     }
     if old.code != new.code {
@@ -310,6 +318,7 @@ pub fn reproduce(
             description: None,
             config: rec.config.clone(),
         }],
+        pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
     };
     // Inputs first: data (hashing the files as they are now), weights, code.
     let (now, _) = current_key(&experiment, &experiment.variants[0], rec.seed, results)?;

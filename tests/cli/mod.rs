@@ -3,6 +3,7 @@
 mod errors;
 mod hash;
 mod interrupt;
+mod pretrain;
 mod report;
 mod reproduce;
 mod resume;
