@@ -141,7 +141,10 @@ fn pretrain_place(stage: &PretrainSpec, rel: &KeyPath) -> Option<KeyPath> {
         "training" => Some(stage_key.join(&rest)),
         "model" if first == "head" && stage.head.is_some() => Some(stage_key.join(&rest)),
         "dataset" => {
-            let written = stage.dataset.as_ref().is_some_and(|t| t.contains_key(first));
+            let written = stage
+                .dataset
+                .as_ref()
+                .is_some_and(|t| t.contains_key(first));
             // The data source is the stage's own even when it is missing.
             let own = matches!(first, "synthetic" | "train_dir" | "validation_dir" | "");
             (written || own).then(|| stage_key.key("dataset").join(&rest))
@@ -273,7 +276,10 @@ fn pretrain_cell(
         })?;
     let model = ModelSpec {
         weights: WeightsSpec::default(),
-        head: stage.head.clone().unwrap_or_else(|| spec.model.head.clone()),
+        head: stage
+            .head
+            .clone()
+            .unwrap_or_else(|| spec.model.head.clone()),
         ..spec.model.clone()
     };
     let training = TrainingSpec {

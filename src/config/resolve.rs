@@ -64,7 +64,12 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         });
     } else {
         for (index, (variant, cell)) in spec.variants.iter().zip(&cells).enumerate() {
-            let ctx = Ctx::new(src, Scope::variant(index, variant), &base_dir, stage.as_ref());
+            let ctx = Ctx::new(
+                src,
+                Scope::variant(index, variant),
+                &base_dir,
+                stage.as_ref(),
+            );
             variants.push(Variant {
                 name: variant.name.clone(),
                 description: variant.description.clone(),
@@ -265,7 +270,7 @@ impl<'a> Ctx<'a> {
                         &key,
                         "no data source; set train_dir and validation_dir (folders with one \
                      sub-folder per class), or add a [dataset.synthetic] table",
-                    ))
+                    ));
                 }
                 (_, _, Some(_)) => return Err(self.err(
                     self.pick(&SOURCE_KEYS, "dataset.synthetic"),

@@ -716,6 +716,7 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
     let lecture = load(&shipped("lecture")).unwrap();
     assert_eq!(demo.name, "demo");
     assert_eq!(demo.seeds, [0, 1]);
+    assert!(demo.pretrain.is_none());
     let names =
         |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };
     assert_eq!(names(&demo), names(&lecture));
@@ -741,6 +742,57 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
         assert_eq!(d.model.head.units, [128]);
         assert_eq!(d.training.epochs, 6);
     }
+}
+
+#[test]
+fn pretrain_demo_is_the_lecture_on_a_pretrained_base() {
+    let demo = load(&shipped("demo-pretrain")).unwrap();
+    let lecture = load(&shipped("lecture")).unwrap();
+    assert_eq!(demo.name, "demo-pretrain");
+    assert_eq!(demo.seeds, [0, 1]);
+    let names =
+        |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };
+    // The random baseline first (the report's default baseline), then the lecture's variants.
+    assert_eq!(names(&demo)[0], "baseline_random");
+    assert_eq!(names(&demo)[1..], names(&lecture));
+    let stage = demo
+        .pretrain
+        .as_ref()
+        .expect("the demo pretrains its conv base");
+    let DataSource::Synthetic(source) = &stage.config.dataset.source else {
+        panic!("{:?}", stage.config.dataset.source)
+    };
+    assert_eq!(source.task, SyntheticTask::Source);
+    let first = &demo.variants[0].config;
+    assert_eq!(stage.config.model.channels, first.model.channels);
+    assert_eq!(stage.config.model.conv_init, first.model.conv_init);
+    for (d, l) in demo.variants[1..].iter().zip(&lecture.variants) {
+        let (d, l) = (&d.config, &l.config);
+        assert_eq!(d.training.freeze, l.training.freeze);
+        assert_eq!(d.training.optimizer, l.training.optimizer);
+        assert_eq!(d.dataset.augmentation, l.dataset.augmentation);
+        assert_eq!(d.model.weights, Weights::Stage("pretrain".into()));
+        assert_eq!(demo.stage_of(d), Some(stage));
+    }
+    for v in &demo.variants {
+        let d = &v.config;
+        let DataSource::Synthetic(target) = &d.dataset.source else {
+            panic!("{:?}", d.dataset.source)
+        };
+        assert_eq!(target.task, SyntheticTask::Target, "{}", v.name);
+        assert_eq!(d.dataset.source, first.dataset.source);
+        assert_eq!(d.dataset.image_size, first.dataset.image_size);
+        assert_eq!(d.model.channels, first.model.channels);
+        assert_eq!(d.model.head, first.model.head);
+        assert_eq!(d.model.conv_init, ConvInit::HeUniform);
+        assert_eq!(d.training.epochs, first.training.epochs);
+    }
+    // The baseline: the feature-extraction variant on a random base.
+    assert_eq!(first.model.weights, Weights::None);
+    assert_eq!(
+        first.training.freeze,
+        demo.variants[1].config.training.freeze
+    );
 }
 
 /// Every value written in reference.toml is the default: the reference resolves to exactly what a
@@ -930,7 +982,11 @@ model.weights = "none"
     let m = &stage.config.model;
     assert_eq!(m.channels, [4, 4, 8, 8, 8]);
     assert_eq!(m.conv_init, ConvInit::HeUniform);
-    assert_eq!(m.weights, Weights::None, "the stage starts from random weights");
+    assert_eq!(
+        m.weights,
+        Weights::None,
+        "the stage starts from random weights"
+    );
     assert_eq!(m.head.units, [16]);
     assert_eq!(stage.config.training.epochs, 2);
     assert_eq!(stage.config.training.freeze, FreezeRule::AllTrainable);

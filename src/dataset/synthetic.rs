@@ -132,10 +132,7 @@ fn check(spec: &SyntheticSpec) -> Result<(), DatasetError> {
 
 /// The canonical description hashed into the directory name and kept beside the images.
 fn describe(spec: &SyntheticSpec) -> String {
-    let names: Vec<&str> = classes(spec.task)
-        .iter()
-        .map(|k| k.folder_name())
-        .collect();
+    let names: Vec<&str> = classes(spec.task).iter().map(|k| k.folder_name()).collect();
     // The target set's description is what it was before tasks existed, so its cached
     // directory keeps its name.
     let task = match spec.task {

@@ -266,7 +266,9 @@ fn train_stage(
              pretrain.learning_rate",
             stage.name
         ),
-        FitOutcome::Interrupted { epoch } => bail!("the {} stage stopped in epoch {epoch}", stage.name),
+        FitOutcome::Interrupted { epoch } => {
+            bail!("the {} stage stopped in epoch {epoch}", stage.name)
+        }
     }
 
     let parent = dir.parent().unwrap_or(Path::new("."));

@@ -209,11 +209,11 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::config::*;
-    use crate::train::loss::bce_with_logits;
-    use candle_core::Tensor;
     use crate::dataset::{Image, Sample};
     use crate::model::arch::Architecture;
     use crate::model::weights::LoadedWeights;
+    use crate::train::loss::bce_with_logits;
+    use candle_core::Tensor;
 
     fn split(n: usize) -> Split {
         let mut rng = crate::rng::stream(5, "test-images");

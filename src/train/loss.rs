@@ -52,9 +52,7 @@ impl Objective {
     pub fn correct(self, logits: &Tensor, labels: &[f32]) -> Result<usize> {
         match self {
             Objective::Binary => Ok(correct_predictions(&logits.to_vec1::<f32>()?, labels)),
-            Objective::Categorical { .. } => {
-                Ok(correct_argmax(&logits.to_vec2::<f32>()?, labels))
-            }
+            Objective::Categorical { .. } => Ok(correct_argmax(&logits.to_vec2::<f32>()?, labels)),
         }
     }
 }
@@ -216,7 +214,8 @@ mod tests {
         let batch = y.len();
         assert!(z.iter().any(|z| z.abs() >= 1000.0), "large logits covered");
         let dev = Device::Cpu;
-        let zv = Var::from_tensor(&Tensor::from_slice(&z, (batch, classes), &dev).unwrap()).unwrap();
+        let zv =
+            Var::from_tensor(&Tensor::from_slice(&z, (batch, classes), &dev).unwrap()).unwrap();
         let objective = Objective::for_outputs(classes);
         let loss = objective.loss(zv.as_tensor(), &y).unwrap();
         let got: f32 = loss.to_scalar().unwrap();
@@ -254,7 +253,8 @@ mod tests {
             .collect();
         let y = [2.0f32, 0.0, 3.0];
         let dev = Device::Cpu;
-        let zv = Var::from_tensor(&Tensor::from_slice(&z, (batch, classes), &dev).unwrap()).unwrap();
+        let zv =
+            Var::from_tensor(&Tensor::from_slice(&z, (batch, classes), &dev).unwrap()).unwrap();
         let yt = Tensor::from_slice(&y, batch, &dev).unwrap();
         let loss = softmax_cross_entropy(zv.as_tensor(), &yt).unwrap();
         let g: Vec<f32> = loss
@@ -295,7 +295,11 @@ mod tests {
 
     #[test]
     fn argmax_accuracy_takes_the_first_of_tied_logits() {
-        let logits = vec![vec![1.0, 1.0, 0.0], vec![0.0, 2.0, 2.0], vec![-1.0, -2.0, -0.5]];
+        let logits = vec![
+            vec![1.0, 1.0, 0.0],
+            vec![0.0, 2.0, 2.0],
+            vec![-1.0, -2.0, -0.5],
+        ];
         assert_eq!(correct_argmax(&logits, &[0.0, 2.0, 2.0]), 2);
         assert_eq!(Objective::for_outputs(1), Objective::Binary);
         assert_eq!(

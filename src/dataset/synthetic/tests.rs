@@ -233,7 +233,10 @@ fn the_source_task_has_other_classes_and_its_own_directory() {
     let target: Vec<&str> = TARGET_CLASSES.iter().map(|k| k.folder_name()).collect();
     assert!(SOURCE_CLASSES.len() >= 8);
     for kind in SOURCE_CLASSES {
-        assert!(!TARGET_CLASSES.contains(&kind), "{kind:?} is a target class");
+        assert!(
+            !TARGET_CLASSES.contains(&kind),
+            "{kind:?} is a target class"
+        );
     }
     let cache = tempfile::tempdir().unwrap();
     let source_spec = SyntheticSpec {
@@ -258,6 +261,8 @@ fn the_source_task_has_other_classes_and_its_own_directory() {
     // Label order is folder order: SOURCE_CLASSES is listed sorted by folder name.
     assert_eq!(folders(&train), expected);
     assert_eq!(folders(&validation), expected);
-    assert!(folders(&train).iter().all(|n| !target.contains(&n.as_str())));
+    assert!(folders(&train)
+        .iter()
+        .all(|n| !target.contains(&n.as_str())));
     assert_eq!(fs::read_dir(train.join("grids")).unwrap().count(), 2);
 }
