@@ -140,6 +140,7 @@ pub fn current_key(
         &inputs.weights[&weights_key(cfg)],
         &inputs.code,
         seed,
+        inputs.stage_key(cfg),
     ))
 }
 
@@ -180,6 +181,13 @@ pub fn key_differences(old: &KeyComponents, new: &KeyComponents) -> Vec<String> 
             "weights changed ({} -> {})",
             opt(&old.weights),
             opt(&new.weights)
+        ));
+    }
+    if old.stage != new.stage {
+        out.push(format!(
+            "pretraining stage changed ({} -> {})",
+            opt(&old.stage),
+            opt(&new.stage)
         ));
     }
     if old.code != new.code {
@@ -315,6 +323,7 @@ pub fn reproduce(
         // The device the run was recorded on, unless the caller says otherwise: a CPU run is
         // checked on the CPU (bitwise), a GPU run on the GPU.
         device: device.unwrap_or_else(|| rec.device.parse().unwrap_or(DeviceChoice::Cpu)),
+        pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
     };
     // Inputs first: data (hashing the files as they are now), weights, code.
     let (now, _) = current_key(&experiment, &experiment.variants[0], rec.seed, results)?;

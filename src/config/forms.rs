@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for Factor {
 // ---------------------------------------------------------------------------------------------
 // Weights: "none", a known name, or { file, sha256 }
 
-const WEIGHTS_FILE_KEYS: &[&str] = &["file", "sha256"];
+const WEIGHTS_TABLE_KEYS: &[&str] = &["file", "sha256", "stage"];
 
 struct WeightsVisitor;
 
@@ -74,7 +74,8 @@ impl<'de> de::Visitor<'de> for WeightsVisitor {
             write!(f, ", {name:?}")?;
         }
         f.write_str(
-            ", or a table such as { file = \"weights/vgg16.safetensors\", sha256 = \"...\" }",
+            ", a table such as { file = \"weights/vgg16.safetensors\", sha256 = \"...\" }, or \
+             { stage = \"pretrain\" }",
         )
     }
 
@@ -87,16 +88,24 @@ impl<'de> de::Visitor<'de> for WeightsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WeightsSpec, A::Error> {
-        let (mut file, mut sha256) = (None, None);
+        let (mut file, mut sha256, mut stage) = (None, None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "file" => file = Some(map.next_value::<String>()?),
                 "sha256" => sha256 = Some(map.next_value::<String>()?),
-                _ => return Err(de::Error::unknown_field(&key, WEIGHTS_FILE_KEYS)),
+                "stage" => stage = Some(map.next_value::<String>()?),
+                _ => return Err(de::Error::unknown_field(&key, WEIGHTS_TABLE_KEYS)),
             }
         }
-        let file = file.ok_or_else(|| de::Error::missing_field("file"))?;
-        Ok(WeightsSpec::File { file, sha256 })
+        match (file, stage) {
+            (Some(file), None) => Ok(WeightsSpec::File { file, sha256 }),
+            (None, Some(stage)) if sha256.is_none() => Ok(WeightsSpec::Stage { stage }),
+            (None, Some(_)) => Err(de::Error::unknown_field("sha256", &["stage"])),
+            (Some(_), Some(_)) => Err(de::Error::custom(
+                "give either file (with an optional sha256) or stage, not both",
+            )),
+            (None, None) => Err(de::Error::missing_field("file")),
+        }
     }
 }
 

@@ -50,6 +50,10 @@ impl KeyPath {
         self
     }
 
+    pub fn from_segments(segments: &[Segment]) -> Self {
+        KeyPath(segments.to_vec())
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.0
     }

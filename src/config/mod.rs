@@ -30,7 +30,7 @@ pub use device::DeviceChoice;
 pub use resolve::DEFAULT_VARIANT;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
-    OnBadImage, Preprocessing, ShuffleMode, SyntheticSpec, KNOWN_WEIGHTS,
+    OnBadImage, Preprocessing, ShuffleMode, SyntheticSpec, SyntheticTask, KNOWN_WEIGHTS, STAGES,
 };
 
 /// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
@@ -48,6 +48,20 @@ pub struct Experiment {
     /// key (see `model::device`).
     #[serde(default)]
     pub device: DeviceChoice,
+    /// The `[pretrain]` stage, when the file declares one.
+    #[serde(default)]
+    pub pretrain: Option<Stage>,
+}
+
+/// A training stage that runs before the cells that load its weights (`[pretrain]`): the
+/// experiment's network trained from scratch on its own data set, with a head of one output per
+/// class. Its configuration has the shape of a cell's (all layers train, random weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// The name cells use in `weights = { stage = "..." }`.
+    pub name: String,
+    pub seed: u64,
+    pub config: CellConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +125,8 @@ pub enum Weights {
         path: PathBuf,
         sha256: Option<String>,
     },
+    /// The conv base of the experiment's stage of this name (its head is not used).
+    Stage(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +179,14 @@ impl Experiment {
                 })
             })
             .collect()
+    }
+
+    /// The stage a cell configuration loads its weights from, if any.
+    pub fn stage_of(&self, cfg: &CellConfig) -> Option<&Stage> {
+        match &cfg.model.weights {
+            Weights::Stage(name) => self.pretrain.as_ref().filter(|s| &s.name == name),
+            _ => None,
+        }
     }
 
     pub fn variant(&self, name: &str) -> Option<&Variant> {

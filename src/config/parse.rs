@@ -8,7 +8,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::locate::{line_at, line_of, KeyPath, Segment};
-use super::spec::{DatasetSpec, ExperimentSpec, ModelSpec, TrainingSpec, VariantSpec};
+use super::spec::{
+    DatasetSpec, ExperimentSpec, ModelSpec, PretrainSpec, TrainingSpec, VariantSpec, WeightsSpec,
+};
 use super::value_de::ValueDe;
 use super::ConfigError;
 
@@ -50,28 +52,57 @@ pub struct CellSpec {
 pub struct Parsed {
     pub spec: ExperimentSpec,
     pub cells: Vec<CellSpec>,
+    /// The `[pretrain]` stage as a cell of its own, when the file has one.
+    pub pretrain: Option<CellSpec>,
 }
+
+/// The `[dataset]` keys a `[pretrain.dataset]` table inherits when it does not set them: how
+/// images are read and batched. The data source and augmentation are always the stage's own.
+const INHERITED_DATASET_KEYS: [&str; 5] = [
+    "image_size",
+    "batch_size",
+    "shuffle",
+    "preprocessing",
+    "on_bad_image",
+];
 
 /// Where the keys of one variant's merged configuration are written: in the variant's overrides
 /// (`variants[1].training.learning_rate`) or in the base section (`training.learning_rate`).
+/// For the `[pretrain]` stage, the same relative paths map to the stage's own keys
+/// (`training.epochs` -> `pretrain.epochs`, `dataset.synthetic` -> `pretrain.dataset.synthetic`).
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     variant: Option<(usize, &'a VariantSpec)>,
+    pretrain: Option<&'a PretrainSpec>,
 }
 
 impl<'a> Scope<'a> {
     pub fn base() -> Self {
-        Scope { variant: None }
+        Scope {
+            variant: None,
+            pretrain: None,
+        }
     }
 
     pub fn variant(index: usize, spec: &'a VariantSpec) -> Self {
         Scope {
             variant: Some((index, spec)),
+            pretrain: None,
+        }
+    }
+
+    pub fn pretrain(spec: &'a PretrainSpec) -> Self {
+        Scope {
+            variant: None,
+            pretrain: Some(spec),
         }
     }
 
     /// The key under which `rel` (a path such as `training.freeze`) is written for this variant.
     pub fn place(&self, rel: &KeyPath) -> KeyPath {
+        if let Some(stage) = self.pretrain {
+            return pretrain_place(stage, rel).unwrap_or_else(|| rel.clone());
+        }
         match self.variant {
             Some((index, spec)) if overrides(spec, rel) => {
                 KeyPath::default().key("variants").index(index).join(rel)
@@ -80,9 +111,45 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Whether this variant writes `rel` itself.
+    /// Whether this is the `[pretrain]` stage's scope.
+    pub fn is_pretrain(&self) -> bool {
+        self.pretrain.is_some()
+    }
+
+    /// Whether this variant (or the stage) writes `rel` itself.
     pub fn overrides(&self, rel: &KeyPath) -> bool {
+        if let Some(stage) = self.pretrain {
+            return pretrain_place(stage, rel).is_some();
+        }
         self.variant.is_some_and(|(_, spec)| overrides(spec, rel))
+    }
+}
+
+/// Where the stage writes `rel` (a path of its merged `CellSpec`), or `None` when the value comes
+/// from the base sections.
+fn pretrain_place(stage: &PretrainSpec, rel: &KeyPath) -> Option<KeyPath> {
+    let [Segment::Key(section), rest @ ..] = rel.segments() else {
+        return None;
+    };
+    let rest = KeyPath::from_segments(rest);
+    let first = match rest.segments().first() {
+        Some(Segment::Key(k)) => k.as_str(),
+        _ => "",
+    };
+    let stage_key = KeyPath::default().key("pretrain");
+    match section.as_str() {
+        "training" => Some(stage_key.join(&rest)),
+        "model" if first == "head" && stage.head.is_some() => Some(stage_key.join(&rest)),
+        "dataset" => {
+            let written = stage
+                .dataset
+                .as_ref()
+                .is_some_and(|t| t.contains_key(first));
+            // The data source is the stage's own even when it is missing.
+            let own = matches!(first, "synthetic" | "train_dir" | "validation_dir" | "");
+            (written || own).then(|| stage_key.key("dataset").join(&rest))
+        }
+        _ => None,
     }
 }
 
@@ -136,6 +203,10 @@ pub fn read<'a>(text: &'a str, file: &'a Path) -> Result<(Source<'a>, Parsed), C
     let spec: ExperimentSpec = deserialize(toml::Value::Table(root.clone()))
         .map_err(|(path, message)| src.error(&path, message))?;
 
+    let pretrain = match &spec.pretrain {
+        Some(stage) => Some(pretrain_cell(&src, &root, &spec, stage)?),
+        None => None,
+    };
     let cells = if spec.variants.is_empty() {
         vec![CellSpec {
             dataset: spec.dataset.clone(),
@@ -168,7 +239,60 @@ pub fn read<'a>(text: &'a str, file: &'a Path) -> Result<(Source<'a>, Parsed), C
         }
         cells
     };
-    Ok((src, Parsed { spec, cells }))
+    Ok((
+        src,
+        Parsed {
+            spec,
+            cells,
+            pretrain,
+        },
+    ))
+}
+
+/// The `[pretrain]` stage as a cell: the base `[model]` (its architecture, channels and
+/// initialisation; random weights; the stage's head when it gives one), its own training keys,
+/// and its dataset (see `INHERITED_DATASET_KEYS`).
+fn pretrain_cell(
+    src: &Source<'_>,
+    root: &toml::Table,
+    spec: &ExperimentSpec,
+    stage: &PretrainSpec,
+) -> Result<CellSpec, ConfigError> {
+    let mut dataset = toml::Table::new();
+    if let Some(base) = root.get("dataset").and_then(toml::Value::as_table) {
+        for key in INHERITED_DATASET_KEYS {
+            if let Some(value) = base.get(key) {
+                dataset.insert(key.to_string(), value.clone());
+            }
+        }
+    }
+    if let Some(own) = &stage.dataset {
+        merge(&mut dataset, own, "pretrain.dataset");
+    }
+    let dataset: DatasetSpec =
+        deserialize(toml::Value::Table(dataset)).map_err(|(path, message)| {
+            let rel = KeyPath::default().key("dataset").join(&path);
+            src.error(&Scope::pretrain(stage).place(&rel), message)
+        })?;
+    let model = ModelSpec {
+        weights: WeightsSpec::default(),
+        head: stage
+            .head
+            .clone()
+            .unwrap_or_else(|| spec.model.head.clone()),
+        ..spec.model.clone()
+    };
+    let training = TrainingSpec {
+        epochs: stage.epochs,
+        optimizer: stage.optimizer,
+        learning_rate: stage.learning_rate,
+        ..TrainingSpec::default()
+    };
+    Ok(CellSpec {
+        dataset,
+        model,
+        training,
+    })
 }
 
 /// Deserialize one merged section of a variant, reporting errors where the key is written.

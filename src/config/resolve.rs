@@ -11,11 +11,11 @@ use super::locate::KeyPath;
 use super::parse::{CellSpec, Parsed, Scope, Source};
 use super::spec::{
     DatasetSpec, ExperimentSpec, Factor, ModelSpec, OptimizerSpec, TrainingSpec, VariantSpec,
-    WeightsSpec,
+    WeightsSpec, STAGES,
 };
 use super::{
     AugmentStep, CellConfig, ConfigError, DataSource, DatasetConfig, Experiment, FreezeRule,
-    ModelConfig, Optimizer, TrainingConfig, Variant, Weights,
+    ModelConfig, Optimizer, Stage, TrainingConfig, Variant, Weights,
 };
 use crate::model::arch::{ArchError, Architecture};
 use crate::model::freeze::trainable_mask;
@@ -29,7 +29,11 @@ pub const DEFAULT_VARIANT: &str = "default";
 const NAME_RULE: &str = "use only letters, digits, '_', '-' and '.'";
 
 pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigError> {
-    let Parsed { spec, cells } = parsed;
+    let Parsed {
+        spec,
+        cells,
+        pretrain,
+    } = parsed;
     let name = experiment_name(src, &spec)?;
     check_seeds(src, &spec.seeds)?;
     check_variant_names(src, &spec.variants)?;
@@ -38,9 +42,21 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         _ => PathBuf::from("."),
     };
 
+    let stage = match (&spec.pretrain, &pretrain) {
+        (Some(stage_spec), Some(cell)) => {
+            let ctx = Ctx::new(src, Scope::pretrain(stage_spec), &base_dir, None);
+            Some(Stage {
+                name: "pretrain".to_string(),
+                seed: stage_spec.seed,
+                config: ctx.cell(cell)?,
+            })
+        }
+        _ => None,
+    };
+
     let mut variants = Vec::with_capacity(cells.len());
     if spec.variants.is_empty() {
-        let ctx = Ctx::new(src, Scope::base(), &base_dir);
+        let ctx = Ctx::new(src, Scope::base(), &base_dir, stage.as_ref());
         variants.push(Variant {
             name: DEFAULT_VARIANT.to_string(),
             description: None,
@@ -48,7 +64,12 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         });
     } else {
         for (index, (variant, cell)) in spec.variants.iter().zip(&cells).enumerate() {
-            let ctx = Ctx::new(src, Scope::variant(index, variant), &base_dir);
+            let ctx = Ctx::new(
+                src,
+                Scope::variant(index, variant),
+                &base_dir,
+                stage.as_ref(),
+            );
             variants.push(Variant {
                 name: variant.name.clone(),
                 description: variant.description.clone(),
@@ -65,6 +86,7 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         seeds: spec.seeds.clone(),
         variants,
         device: spec.device,
+        pretrain: stage,
     })
 }
 
@@ -153,14 +175,22 @@ struct Ctx<'a> {
     src: &'a Source<'a>,
     scope: Scope<'a>,
     base_dir: &'a Path,
+    /// The experiment's `[pretrain]` stage, which `weights = { stage = "pretrain" }` refers to.
+    stage: Option<&'a Stage>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(src: &'a Source<'a>, scope: Scope<'a>, base_dir: &'a Path) -> Self {
+    fn new(
+        src: &'a Source<'a>,
+        scope: Scope<'a>,
+        base_dir: &'a Path,
+        stage: Option<&'a Stage>,
+    ) -> Self {
         Ctx {
             src,
             scope,
             base_dir,
+            stage,
         }
     }
 
@@ -232,11 +262,16 @@ impl<'a> Ctx<'a> {
                     DataSource::Synthetic(synthetic.clone())
                 }
                 (None, None, None) => {
+                    let key = if self.scope.is_pretrain() {
+                        self.scope.place(&KeyPath::parse("dataset"))
+                    } else {
+                        KeyPath::parse("dataset")
+                    };
                     return Err(self.src.error(
-                        &KeyPath::parse("dataset"),
+                        &key,
                         "no data source; set train_dir and validation_dir (folders with one \
                      sub-folder per class), or add a [dataset.synthetic] table",
-                    ))
+                    ));
                 }
                 (_, _, Some(_)) => return Err(self.err(
                     self.pick(&SOURCE_KEYS, "dataset.synthetic"),
@@ -407,6 +442,39 @@ impl<'a> Ctx<'a> {
                     None => None,
                 };
                 Weights::File { path, sha256 }
+            }
+            WeightsSpec::Stage { stage } => {
+                if !STAGES.contains(&stage.as_str()) {
+                    return Err(self.err(
+                        "model.weights.stage",
+                        format!(
+                            "unknown stage {stage:?} (stages: {}); write {{ stage = \"pretrain\" }} \
+                             and declare a [pretrain] table",
+                            STAGES.join(", ")
+                        ),
+                    ));
+                }
+                let Some(declared) = self.stage.filter(|s| &s.name == stage) else {
+                    return Err(self.err(
+                        "model.weights.stage",
+                        format!(
+                            "the experiment has no [{stage}] table; add one (see \
+                             experiments/reference.toml) or choose other weights"
+                        ),
+                    ));
+                };
+                let trained = &declared.config.model;
+                if m.architecture != trained.architecture || m.channels != trained.channels {
+                    return Err(self.err(
+                        self.pick(&["model.channels", "model.architecture"], "model.weights"),
+                        format!(
+                            "the {stage} stage trains {} with channels {:?} (from [model]); a cell \
+                             that loads its weights needs the same, found {} with {:?}",
+                            trained.architecture, trained.channels, m.architecture, m.channels
+                        ),
+                    ));
+                }
+                Weights::Stage(stage.clone())
             }
         };
         Ok(ModelConfig {

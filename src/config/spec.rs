@@ -36,6 +36,36 @@ pub struct ExperimentSpec {
     /// When empty, the experiment has one implicit variant named "default".
     #[serde(default)]
     pub variants: Vec<VariantSpec>,
+    /// `[pretrain]`: a stage that trains the experiment's network on a source task first; cells
+    /// load its conv base with `model.weights = { stage = "pretrain" }`.
+    #[serde(default)]
+    pub pretrain: Option<PretrainSpec>,
+}
+
+/// `[pretrain]`: the network of `[model]` (architecture, channels, conv_init) trained from
+/// scratch, with a head of one output per class, on its own data set. Trained once per
+/// configuration and reused by every cell that names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSpec {
+    /// The stage's run seed (initialisation and shuffling), independent of the experiment's seeds.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Hidden layers of the stage's head (its output layer has one unit per class).
+    #[serde(default)]
+    pub head: Option<HeadSpec>,
+    /// `[pretrain.dataset]`: the keys of `[dataset]`. Its data source (`synthetic`, or
+    /// `train_dir` + `validation_dir`) is its own; `image_size`, `batch_size`, `shuffle`,
+    /// `preprocessing` and `on_bad_image` default to those of `[dataset]`; no augmentation
+    /// unless it lists some. Kept as a table here and merged in `parse`.
+    #[serde(default)]
+    pub dataset: Option<toml::Table>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -121,6 +151,29 @@ pub struct SyntheticSpec {
     /// Side of the generated square images in pixels (they are then resized to `image_size` by the loader).
     #[serde(default = "default_synthetic_size")]
     pub size: u32,
+    /// Which classes the set shows. Left out of the serialized form when it is the default, so
+    /// that configuration hashes written before the key existed stay the same.
+    #[serde(default, skip_serializing_if = "SyntheticTask::is_target")]
+    pub task: SyntheticTask,
+}
+
+/// The class sets the synthetic generator can produce (see `dataset::synthetic`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyntheticTask {
+    /// Two classes: checkered squares and plain squares (the demo's target task).
+    #[default]
+    Target,
+    /// Nine classes of other shapes and textures (plain discs, triangles, rings, crosses and
+    /// hexagons; striped, dotted, checkered and grid-filled discs), none of them a square: a
+    /// related but different task to pretrain on.
+    Source,
+}
+
+impl SyntheticTask {
+    pub fn is_target(&self) -> bool {
+        *self == SyntheticTask::Target
+    }
 }
 
 fn default_train_per_class() -> usize {
@@ -333,7 +386,12 @@ pub enum WeightsSpec {
         #[serde(default)]
         sha256: Option<String>,
     },
+    /// `{ stage = "pretrain" }`: the conv base trained by the experiment's `[pretrain]` stage.
+    Stage { stage: String },
 }
+
+/// The stages an experiment file can declare, by the name `weights = { stage = ... }` uses.
+pub const STAGES: &[&str] = &["pretrain"];
 
 impl Default for WeightsSpec {
     fn default() -> Self {

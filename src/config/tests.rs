@@ -46,7 +46,7 @@ fn bad_files_get_exact_messages() {
         (
             format!("lerning_rate = 1\n{syn}"),
             "experiments/test.toml:1: lerning_rate: unknown key \"lerning_rate\" (expected one \
-             of: name, description, seeds, device, dataset, model, training, variants)"
+             of: name, description, seeds, device, dataset, model, training, variants, pretrain)"
                 .into(),
         ),
         (
@@ -58,7 +58,7 @@ fn bad_files_get_exact_messages() {
         (
             "[dataset.synthetic]\nsize = 64\nsied = 1".into(),
             "experiments/test.toml:3: dataset.synthetic.sied: unknown key \"sied\" (expected one \
-             of: seed, train_per_class, validation_per_class, size)"
+             of: seed, train_per_class, validation_per_class, size, task)"
                 .into(),
         ),
         (
@@ -173,15 +173,15 @@ fn bad_files_get_exact_messages() {
         (
             format!("{syn}[model]\nweights = \"imagenet\""),
             "experiments/test.toml:3: model.weights: expected \"none\", \
-             \"keras:vgg16-imagenet\", \"torchvision:vgg16-imagenet\", or a table such as \
-             { file = \"weights/vgg16.safetensors\", sha256 = \"...\" }, found a string \
-             \"imagenet\""
+             \"keras:vgg16-imagenet\", \"torchvision:vgg16-imagenet\", a table such as \
+             { file = \"weights/vgg16.safetensors\", sha256 = \"...\" }, or { stage = \
+             \"pretrain\" }, found a string \"imagenet\""
                 .into(),
         ),
         (
             format!("{syn}[model]\nweights = {{ file = \"w.safetensors\", md5 = \"0\" }}"),
             "experiments/test.toml:3: model.weights.md5: unknown key \"md5\" (expected one of: \
-             file, sha256)"
+             file, sha256, stage)"
                 .into(),
         ),
         (
@@ -367,6 +367,64 @@ fn bad_files_get_exact_messages() {
              found [256, 0]"
                 .into(),
         ),
+        // The pretraining stage and the weights that refer to it
+        (
+            format!("{syn}[model]\nweights = {{ stage = \"finetune\" }}"),
+            "experiments/test.toml:3: model.weights.stage: unknown stage \"finetune\" (stages: \
+             pretrain); write { stage = \"pretrain\" } and declare a [pretrain] table"
+                .into(),
+        ),
+        (
+            format!("{syn}[model]\nweights = {{ stage = \"pretrain\" }}"),
+            "experiments/test.toml:3: model.weights.stage: the experiment has no [pretrain] \
+             table; add one (see experiments/reference.toml) or choose other weights"
+                .into(),
+        ),
+        (
+            format!("{syn}[model]\nweights = {{ stage = \"pretrain\", sha256 = \"ab\" }}"),
+            "experiments/test.toml:3: model.weights.sha256: unknown key \"sha256\" (expected \
+             one of: stage)"
+                .into(),
+        ),
+        (
+            format!("{syn}[pretrain]\nepoch = 3\n[pretrain.dataset.synthetic]"),
+            "experiments/test.toml:3: pretrain.epoch: unknown key \"epoch\" (expected one of: \
+             seed, epochs, optimizer, learning_rate, head, dataset)"
+                .into(),
+        ),
+        (
+            format!("{syn}[pretrain]\nepochs = 0\n[pretrain.dataset.synthetic]"),
+            "experiments/test.toml:3: pretrain.epochs: must be at least 1".into(),
+        ),
+        (
+            format!("{syn}[pretrain]\nepochs = 2"),
+            "experiments/test.toml:2: pretrain.dataset: no data source; set train_dir and \
+             validation_dir (folders with one sub-folder per class), or add a [dataset.synthetic] \
+             table"
+                .into(),
+        ),
+        (
+            format!("{syn}[pretrain.dataset]\nimage_size = [16, 16]\nsynthetic = {{ task = \"source\" }}"),
+            "experiments/test.toml:3: pretrain.dataset.image_size: [16, 16] is too small: VGG's \
+             five 2x2 poolings need at least [32, 32]"
+                .into(),
+        ),
+        (
+            format!("{syn}[pretrain.dataset.synthetic]\ntask = \"imagenet\""),
+            "experiments/test.toml:3: pretrain.dataset.synthetic.task: unknown value \
+             \"imagenet\" (expected one of: \"target\", \"source\")"
+                .into(),
+        ),
+        (
+            format!(
+                "{syn}[model]\nweights = {{ stage = \"pretrain\" }}\n[pretrain.dataset.synthetic]\n\
+                 [[variants]]\nname = \"a\"\nmodel.channels = [4, 4, 4, 4, 4]"
+            ),
+            "experiments/test.toml:7: variants[0].model.channels: the pretrain stage trains vgg16 \
+             with channels [64, 128, 256, 512, 512] (from [model]); a cell that loads its weights \
+             needs the same, found vgg16 with [4, 4, 4, 4, 4]"
+                .into(),
+        ),
     ];
     let mut failures = Vec::new();
     for (text, expected) in &cases {
@@ -460,7 +518,8 @@ training.optimizer = { name = "adam", beta_2 = 0.99 }
             seed: 7,
             train_per_class: 10,
             validation_per_class: 100,
-            size: 40
+            size: 40,
+            task: SyntheticTask::Target,
         }
     );
     assert_eq!(more.dataset.image_size, [64, 48]);
@@ -663,6 +722,7 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
     let lecture = load(&shipped("lecture")).unwrap();
     assert_eq!(demo.name, "demo");
     assert_eq!(demo.seeds, [0, 1]);
+    assert!(demo.pretrain.is_none());
     let names =
         |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };
     assert_eq!(names(&demo), names(&lecture));
@@ -677,7 +737,8 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
                 seed: 0,
                 train_per_class: 200,
                 validation_per_class: 100,
-                size: 64
+                size: 64,
+                task: SyntheticTask::Target,
             })
         );
         assert_eq!(d.dataset.image_size, [64, 64]);
@@ -687,6 +748,57 @@ fn demo_file_is_the_lecture_on_synthetic_data() {
         assert_eq!(d.model.head.units, [128]);
         assert_eq!(d.training.epochs, 6);
     }
+}
+
+#[test]
+fn pretrain_demo_is_the_lecture_on_a_pretrained_base() {
+    let demo = load(&shipped("demo-pretrain")).unwrap();
+    let lecture = load(&shipped("lecture")).unwrap();
+    assert_eq!(demo.name, "demo-pretrain");
+    assert_eq!(demo.seeds, [0, 1]);
+    let names =
+        |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };
+    // The random baseline first (the report's default baseline), then the lecture's variants.
+    assert_eq!(names(&demo)[0], "baseline_random");
+    assert_eq!(names(&demo)[1..], names(&lecture));
+    let stage = demo
+        .pretrain
+        .as_ref()
+        .expect("the demo pretrains its conv base");
+    let DataSource::Synthetic(source) = &stage.config.dataset.source else {
+        panic!("{:?}", stage.config.dataset.source)
+    };
+    assert_eq!(source.task, SyntheticTask::Source);
+    let first = &demo.variants[0].config;
+    assert_eq!(stage.config.model.channels, first.model.channels);
+    assert_eq!(stage.config.model.conv_init, first.model.conv_init);
+    for (d, l) in demo.variants[1..].iter().zip(&lecture.variants) {
+        let (d, l) = (&d.config, &l.config);
+        assert_eq!(d.training.freeze, l.training.freeze);
+        assert_eq!(d.training.optimizer, l.training.optimizer);
+        assert_eq!(d.dataset.augmentation, l.dataset.augmentation);
+        assert_eq!(d.model.weights, Weights::Stage("pretrain".into()));
+        assert_eq!(demo.stage_of(d), Some(stage));
+    }
+    for v in &demo.variants {
+        let d = &v.config;
+        let DataSource::Synthetic(target) = &d.dataset.source else {
+            panic!("{:?}", d.dataset.source)
+        };
+        assert_eq!(target.task, SyntheticTask::Target, "{}", v.name);
+        assert_eq!(d.dataset.source, first.dataset.source);
+        assert_eq!(d.dataset.image_size, first.dataset.image_size);
+        assert_eq!(d.model.channels, first.model.channels);
+        assert_eq!(d.model.head, first.model.head);
+        assert_eq!(d.model.conv_init, ConvInit::HeUniform);
+        assert_eq!(d.training.epochs, first.training.epochs);
+    }
+    // The baseline: the feature-extraction variant on a random base.
+    assert_eq!(first.model.weights, Weights::None);
+    assert_eq!(
+        first.training.freeze,
+        demo.variants[1].config.training.freeze
+    );
 }
 
 /// Every value written in reference.toml is the default: the reference resolves to exactly what a
@@ -730,7 +842,10 @@ fn reference_alternatives_parse() {
         let Some((_, header)) = sections.iter().find(|(p, _)| line.starts_with(p)) else {
             continue;
         };
-        let doc = format!("{header}\n{}\n[dataset.synthetic]\n", &line[2..]);
+        let mut doc = format!("{header}\n{}\n[dataset.synthetic]\n", &line[2..]);
+        if line.contains("stage = ") {
+            doc.push_str("[pretrain.dataset.synthetic]\n");
+        }
         let exp = parse(&doc, Path::new("alt.toml")).unwrap_or_else(|e| panic!("{line}: {e}"));
         if line.starts_with("# optimizer = {") {
             let name_only = match exp.variants[0].config.training.optimizer {
@@ -826,4 +941,67 @@ fn factors_take_both_forms() {
             ..
         } if lo == -0.3 && hi == 0.2 && w == 0.0
     ));
+}
+
+#[test]
+fn the_pretrain_stage_inherits_how_images_are_read_but_not_the_data() {
+    let exp = parse_ok(
+        r#"
+[dataset]
+image_size = [48, 40]
+batch_size = 8
+preprocessing = "torch"
+augmentation = [{ type = "flip" }]
+[dataset.synthetic]
+[model]
+channels = [4, 4, 8, 8, 8]
+conv_init = "he_uniform"
+weights = { stage = "pretrain" }
+head = { units = [16] }
+[pretrain]
+seed = 3
+epochs = 2
+optimizer = "rmsprop"
+[pretrain.dataset]
+batch_size = 4
+synthetic = { task = "source", train_per_class = 5 }
+[[variants]]
+name = "fe"
+training.freeze = ["block*"]
+[[variants]]
+name = "random"
+model.weights = "none"
+"#,
+    );
+    let stage = exp.pretrain.as_ref().unwrap();
+    assert_eq!((stage.name.as_str(), stage.seed), ("pretrain", 3));
+    let d = &stage.config.dataset;
+    assert_eq!(d.image_size, [48, 40]);
+    assert_eq!(d.batch_size, 4);
+    assert_eq!(d.preprocessing, Preprocessing::Torch);
+    assert!(d.augmentation.is_empty(), "augmentation is not inherited");
+    let DataSource::Synthetic(synthetic) = &d.source else {
+        panic!("{:?}", d.source)
+    };
+    assert_eq!(synthetic.task, SyntheticTask::Source);
+    assert_eq!(synthetic.train_per_class, 5);
+    let m = &stage.config.model;
+    assert_eq!(m.channels, [4, 4, 8, 8, 8]);
+    assert_eq!(m.conv_init, ConvInit::HeUniform);
+    assert_eq!(
+        m.weights,
+        Weights::None,
+        "the stage starts from random weights"
+    );
+    assert_eq!(m.head.units, [16]);
+    assert_eq!(stage.config.training.epochs, 2);
+    assert_eq!(stage.config.training.freeze, FreezeRule::AllTrainable);
+    assert!(matches!(
+        stage.config.training.optimizer,
+        Optimizer::Rmsprop { .. }
+    ));
+    let fe = &exp.variants[0].config;
+    assert_eq!(fe.model.weights, Weights::Stage("pretrain".into()));
+    assert_eq!(exp.stage_of(fe), Some(stage));
+    assert_eq!(exp.stage_of(&exp.variants[1].config), None);
 }

@@ -80,6 +80,12 @@ pub enum DatasetError {
         classes.len()
     )]
     NotBinary { path: PathBuf, classes: Vec<String> },
+    #[error(
+        "{}: found {} class folder(s) {classes:?}; a multi-class task needs at least 2",
+        path.display(),
+        classes.len()
+    )]
+    TooFewClasses { path: PathBuf, classes: Vec<String> },
     #[error("dataset.synthetic: {message}")]
     InvalidSynthetic { message: String },
     #[error("{}: cannot write the synthetic data set: {source} (check that the cache directory is writable and has free space)", path.display())]
@@ -103,6 +109,24 @@ impl Data {
         train_dir: &Path,
         validation_dir: &Path,
     ) -> Result<Data, DatasetError> {
+        Self::open_classes(cfg, train_dir, validation_dir, true)
+    }
+
+    /// Open both splits of a multi-class task (a pretraining stage's): the same two or more classes.
+    pub fn open_multiclass(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+    ) -> Result<Data, DatasetError> {
+        Self::open_classes(cfg, train_dir, validation_dir, false)
+    }
+
+    fn open_classes(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+        binary: bool,
+    ) -> Result<Data, DatasetError> {
         // Check the listings before spending time on decoding.
         let train = index::index_directory(train_dir)?;
         let validation = index::index_directory(validation_dir)?;
@@ -114,7 +138,13 @@ impl Data {
                 validation_classes: validation.class_names,
             });
         }
-        if train.class_names.len() != 2 {
+        if !binary && train.class_names.len() < 2 {
+            return Err(DatasetError::TooFewClasses {
+                path: train.root,
+                classes: train.class_names,
+            });
+        }
+        if binary && train.class_names.len() != 2 {
             return Err(DatasetError::NotBinary {
                 path: train.root,
                 classes: train.class_names,

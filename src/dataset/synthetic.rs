@@ -7,6 +7,11 @@
 //! directory and renamed into place when complete, so a crash never leaves a partial set under
 //! the final name, and an existing set is reused as it is.
 //!
+//! A spec's `task` chooses the classes: the two-class target task (`TARGET_CLASSES`) or the
+//! nine-class source task (`SOURCE_CLASSES`) that a pretraining stage learns first. The source
+//! task shares no class with the target task, only kinds of features (outlines, textures, colour
+//! contrast), which is what makes it a source for transfer rather than the same task.
+//!
 //! Every image has its own random stream (`synthetic/<split>/<class>/<i>` under the spec's seed),
 //! so the files do not depend on threading and train and validation never share draws.
 
@@ -24,14 +29,41 @@ use sha2::{Digest, Sha256};
 pub use shapes::{coverage, render, Placement, ShapeKind};
 
 use super::DatasetError;
-use crate::config::SyntheticSpec;
+use crate::config::{SyntheticSpec, SyntheticTask};
 use crate::rng;
 
 /// Bump whenever rendering or file layout changes, so that old cached sets are not reused.
+/// (Adding kinds does not change how existing kinds render: the target set keeps its version.)
 pub const GENERATOR_VERSION: u32 = 2;
+
+/// Version of the source task's class list; part of a source set's description, so a change
+/// of its classes gives a new directory and a new fingerprint.
+pub const SOURCE_TASK_VERSION: u32 = 1;
 
 /// The two classes of the demo's target task, in label order (folder names sort the same way).
 pub const TARGET_CLASSES: [ShapeKind; 2] = [ShapeKind::Checker, ShapeKind::Square];
+
+/// The source task: plain shapes and textured discs, in label order (sorted folder names).
+/// Neither target class is among them.
+pub const SOURCE_CLASSES: [ShapeKind; 9] = [
+    ShapeKind::CheckerDisc,
+    ShapeKind::Circle,
+    ShapeKind::Cross,
+    ShapeKind::Dots,
+    ShapeKind::Grid,
+    ShapeKind::Hexagon,
+    ShapeKind::Ring,
+    ShapeKind::Stripes,
+    ShapeKind::Triangle,
+];
+
+/// The classes a generated set of `task` shows.
+pub fn classes(task: SyntheticTask) -> &'static [ShapeKind] {
+    match task {
+        SyntheticTask::Target => &TARGET_CLASSES,
+        SyntheticTask::Source => &SOURCE_CLASSES,
+    }
+}
 
 /// JPEG quality of the JPEG files in the set.
 const JPEG_QUALITY: u8 = 90;
@@ -100,15 +132,21 @@ fn check(spec: &SyntheticSpec) -> Result<(), DatasetError> {
 
 /// The canonical description hashed into the directory name and kept beside the images.
 fn describe(spec: &SyntheticSpec) -> String {
-    let classes: Vec<&str> = TARGET_CLASSES.iter().map(|k| k.folder_name()).collect();
+    let names: Vec<&str> = classes(spec.task).iter().map(|k| k.folder_name()).collect();
+    // The target set's description is what it was before tasks existed, so its cached
+    // directory keeps its name.
+    let task = match spec.task {
+        SyntheticTask::Target => String::new(),
+        SyntheticTask::Source => format!("task = source v{SOURCE_TASK_VERSION}\n"),
+    };
     format!(
-        "runner synthetic data set\ngenerator_version = {GENERATOR_VERSION}\nseed = {}\n\
+        "runner synthetic data set\ngenerator_version = {GENERATOR_VERSION}\n{task}seed = {}\n\
          train_per_class = {}\nvalidation_per_class = {}\nsize = {}\nclasses = {}\n",
         spec.seed,
         spec.train_per_class,
         spec.validation_per_class,
         spec.size,
-        classes.join(", ")
+        names.join(", ")
     )
 }
 
@@ -148,7 +186,7 @@ fn generate(spec: &SyntheticSpec, dir: &Path) -> Result<(), DatasetError> {
         ("train", spec.train_per_class),
         ("validation", spec.validation_per_class),
     ] {
-        for kind in TARGET_CLASSES {
+        for &kind in classes(spec.task) {
             let class_dir = dir.join(split).join(kind.folder_name());
             fs::create_dir_all(&class_dir).map_err(|source| DatasetError::Write {
                 path: class_dir,

@@ -73,8 +73,20 @@ pub enum ArchError {
 }
 
 impl Architecture {
-    /// The VGG-style network of `model` on `height` x `width` RGB input, with its classification head.
+    /// The VGG-style network of `model` on `height` x `width` RGB input, with its binary
+    /// classification head (one logit).
     pub fn build(model: &ModelConfig, height: usize, width: usize) -> Result<Self, ArchError> {
+        Self::build_classifier(model, height, width, 1)
+    }
+
+    /// The same network with `outputs` logits: 1 for a binary task, one per class otherwise
+    /// (e.g. a pretraining stage's multi-class source task).
+    pub fn build_classifier(
+        model: &ModelConfig,
+        height: usize,
+        width: usize,
+        outputs: usize,
+    ) -> Result<Self, ArchError> {
         if model.architecture != "vgg16" {
             return Err(ArchError::UnknownArchitecture(model.architecture.clone()));
         }
@@ -135,10 +147,10 @@ impl Architecture {
             name: dense_names.next().expect("infinite"),
             kind: LayerKind::Dense {
                 inputs: features,
-                units: 1,
+                units: outputs,
                 relu: false,
             },
-            output: vec![1],
+            output: vec![outputs],
         });
         Ok(Architecture {
             input: [height, width, 3],

@@ -125,7 +125,8 @@ impl Network {
         &self.device
     }
 
-    /// Logits, shape (batch,), for `images`: `batch` NHWC images of the architecture's input size.
+    /// Logits for `images` (`batch` NHWC images of the architecture's input size): shape (batch,)
+    /// for a head of one unit, (batch, outputs) otherwise (`squeeze` keeps an axis longer than 1).
     pub fn forward(&self, images: &[f32], batch: usize, mode: Mode) -> Result<Tensor> {
         let [h, w, c] = self.arch.input;
         let x = Tensor::from_slice(images, (batch, h, w, c), &self.device)?;

@@ -446,6 +446,7 @@ mod tests {
                 weights: None,
                 code: "k".into(),
                 seed: 0,
+                stage: None,
             });
             c.record.environment = Some(Environment {
                 runner_version: "0.1.0".into(),

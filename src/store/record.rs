@@ -77,6 +77,21 @@ pub struct KeyComponents {
     /// Hash of the code state: commit id plus the hash of any local diff and untracked files.
     pub code: String,
     pub seed: u64,
+    /// Run key of the pretraining stage whose conv base the cell loads, when it loads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
+/// The pretraining stage a cell's weights came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageUse {
+    /// The stage's run key (also `key.stage`).
+    pub key: String,
+    /// The checkpoint the conv base was read from, and its SHA-256 (also `weights.sha256`).
+    pub checkpoint: PathBuf,
+    pub checkpoint_sha256: String,
+    /// The stage's resolved configuration, so that `reproduce` can train it again.
+    pub stage: crate::config::Stage,
 }
 
 /// Where the code came from.
@@ -149,6 +164,9 @@ pub struct RunRecord {
     pub validation: Option<SplitRecord>,
     /// The fully resolved configuration of the cell (defaults filled in).
     pub config: CellConfig,
+    /// The pretraining stage the cell's conv base comes from (`weights = { stage = ... }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageUse>,
 }
 
 /// The current time as RFC 3339 UTC, seconds precision.
@@ -225,6 +243,7 @@ impl RunRecord {
                     freeze: FreezeRule::AllTrainable,
                 },
             },
+            stage: None,
         }
     }
 }
@@ -236,7 +255,7 @@ mod tests {
     /// run.json must read back exactly: skip-if-done and `reproduce` depend on it.
     #[test]
     fn records_round_trip_through_json_for_every_shipped_experiment() {
-        for name in ["demo", "lecture", "reference"] {
+        for name in ["demo", "demo-pretrain", "lecture", "reference"] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/{name}.toml"));
             let exp = crate::config::load(&path).unwrap();

@@ -12,7 +12,9 @@ use crate::config::{Cell, Experiment, Variant};
 use crate::dataset::batches::Split;
 use crate::model::{freeze, Network, OpenDevice};
 use crate::store::lock::CellLock;
-use crate::store::record::{Environment, ParameterCounts, SkippedFile, SplitRecord, WeightsRecord};
+use crate::store::record::{
+    Environment, ParameterCounts, SkippedFile, SplitRecord, StageUse, WeightsRecord,
+};
 use crate::store::{
     lock_path, partial_dir, read_record, write_atomic, CellWriter, RunRecord, Status,
 };
@@ -97,7 +99,15 @@ pub fn run_cell(
     }
     let prepared = &inputs.data[&data_key(&cfg.dataset)];
     let loaded = &inputs.weights[&weights_key(&cfg)];
-    let (components, key) = run_key(&cfg, experiment, prepared, loaded, &inputs.code, cell.seed);
+    let (components, key) = run_key(
+        &cfg,
+        experiment,
+        prepared,
+        loaded,
+        &inputs.code,
+        cell.seed,
+        inputs.stage_key(&cfg),
+    );
     let final_dir = options
         .results
         .cell_dir(&inputs.code.dir_name, &experiment.name, cell);
@@ -188,6 +198,15 @@ pub fn run_cell(
         train: Some(split_record(&data.train)),
         validation: Some(split_record(&data.validation)),
         config: cfg.clone(),
+        stage: experiment.stage_of(&cfg).and_then(|stage| {
+            let outcome = inputs.stages.get(&stage.name)?;
+            Some(StageUse {
+                key: outcome.key.clone(),
+                checkpoint: outcome.checkpoint.clone(),
+                checkpoint_sha256: outcome.checkpoint_sha256.clone(),
+                stage: stage.clone(),
+            })
+        }),
     };
     let (mut writer, first_epoch) = match action {
         Action::Resume { after_epoch } => {
@@ -284,7 +303,7 @@ pub fn run_cell(
     })
 }
 
-fn split_record(split: &Split) -> SplitRecord {
+pub(super) fn split_record(split: &Split) -> SplitRecord {
     SplitRecord {
         dir: split.root.clone(),
         files: split.len(),

@@ -4,6 +4,7 @@
 pub mod cell;
 pub mod prepare;
 pub mod progress;
+pub mod stage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::SweepOptions;
-use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment};
+use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment, Weights};
 use crate::dataset::{synthetic, Data};
 use crate::fingerprint::Manifest;
 use crate::model::arch::Architecture;
@@ -42,6 +42,18 @@ pub struct Inputs {
     pub data: BTreeMap<String, PreparedData>,
     pub weights: BTreeMap<String, LoadedWeights>,
     pub code: CodeState,
+    /// Stages the cells load weights from, trained (or found) before any cell runs, by name.
+    pub stages: BTreeMap<String, super::stage::StageOutcome>,
+}
+
+impl Inputs {
+    /// The run key of the stage `cfg` loads its weights from, if any.
+    pub fn stage_key(&self, cfg: &CellConfig) -> Option<&str> {
+        match &cfg.model.weights {
+            Weights::Stage(name) => self.stages.get(name).map(|s| s.key.as_str()),
+            _ => None,
+        }
+    }
 }
 
 fn key<T: serde::Serialize>(value: &T) -> String {
@@ -121,6 +133,7 @@ pub fn prepare(
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
         code: code_state(&experiment.base_dir)?,
+        stages: BTreeMap::new(),
     };
     let device = crate::model::cpu();
     for cell in cells {
@@ -157,8 +170,17 @@ pub fn prepare(
         }
         if let Entry::Vacant(slot) = inputs.weights.entry(weights_key(cfg)) {
             let arch = architecture(cfg)?;
-            let loaded = weights::load(&cfg.model.weights, &arch, &device)
-                .with_context(|| format!("{}: model.weights", context()))?;
+            let loaded = match experiment.stage_of(cfg) {
+                Some(stage) => {
+                    let outcome = super::stage::ensure(experiment, stage, &inputs.code, options)?;
+                    let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &device)
+                        .with_context(|| format!("{}: model.weights", context()))?;
+                    inputs.stages.insert(stage.name.clone(), outcome);
+                    loaded
+                }
+                None => weights::load(&cfg.model.weights, &arch, &device)
+                    .with_context(|| format!("{}: model.weights", context()))?,
+            };
             slot.insert(loaded);
         }
     }
@@ -173,6 +195,7 @@ pub fn run_key(
     weights: &LoadedWeights,
     code: &CodeState,
     seed: u64,
+    stage: Option<&str>,
 ) -> (KeyComponents, String) {
     let components = KeyComponents {
         config: crate::config::hash::config_hash(cfg, &experiment.base_dir),
@@ -180,8 +203,9 @@ pub fn run_key(
         weights: weights.sha256.clone(),
         code: code.hash.clone(),
         seed,
+        stage: stage.map(str::to_string),
     };
-    let text = format!(
+    let mut text = format!(
         "runner-run-key-v1\nrunner {}\nconfig {}\ndataset {}\nweights {}\ncode {}\nseed {}\n",
         env!("CARGO_PKG_VERSION"),
         components.config,
@@ -190,5 +214,9 @@ pub fn run_key(
         components.code,
         components.seed
     );
+    // Only cells that load a stage's weights have this line, so every other key is unchanged.
+    if let Some(stage) = &components.stage {
+        text.push_str(&format!("stage {stage}\n"));
+    }
     (components, sha256_hex(text.as_bytes()))
 }

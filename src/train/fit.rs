@@ -6,9 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Tensor;
-
-use super::loss::{bce_with_logits, correct_predictions};
+use super::loss::Objective;
 use super::metrics::{EpochMetrics, Running};
 use super::optim::KerasOptimizer;
 use crate::config::DatasetConfig;
@@ -158,11 +156,11 @@ fn train_step(
     optimizer: &mut KerasOptimizer,
     batch: &Batch,
 ) -> anyhow::Result<(f64, usize)> {
+    let objective = Objective::of(network);
     let logits = network.forward(&batch.images, batch.size, Mode::Train)?;
-    let labels = Tensor::from_slice(&batch.labels, batch.size, network.device())?;
-    let loss = bce_with_logits(&logits, &labels)?;
+    let loss = objective.loss(&logits, &batch.labels)?;
     let loss_value: f32 = loss.to_scalar()?;
-    let correct = correct_predictions(&logits.detach().to_vec1::<f32>()?, &batch.labels);
+    let correct = objective.correct(&logits.detach(), &batch.labels)?;
     if loss_value.is_finite() {
         optimizer.step(&loss.backward()?)?;
     }
@@ -185,13 +183,10 @@ pub fn evaluate(
     let mut failure = None;
     let _ = split.for_each_batch(&plan, |batch| {
         let step = || -> anyhow::Result<(f64, usize)> {
+            let objective = Objective::of(network);
             let logits = network.forward(&batch.images, batch.size, Mode::Eval)?;
-            let labels = Tensor::from_slice(&batch.labels, batch.size, network.device())?;
-            let loss: f32 = bce_with_logits(&logits, &labels)?.to_scalar()?;
-            Ok((
-                loss as f64,
-                correct_predictions(&logits.to_vec1::<f32>()?, &batch.labels),
-            ))
+            let loss: f32 = objective.loss(&logits, &batch.labels)?.to_scalar()?;
+            Ok((loss as f64, objective.correct(&logits, &batch.labels)?))
         };
         match step() {
             Ok((loss, correct)) => {
@@ -217,6 +212,8 @@ mod tests {
     use crate::dataset::{Image, Sample};
     use crate::model::arch::Architecture;
     use crate::model::weights::LoadedWeights;
+    use crate::train::loss::bce_with_logits;
+    use candle_core::Tensor;
 
     fn split(n: usize) -> Split {
         let mut rng = crate::rng::stream(5, "test-images");

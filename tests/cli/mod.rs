@@ -4,6 +4,7 @@ mod device;
 mod errors;
 mod hash;
 mod interrupt;
+mod pretrain;
 mod report;
 mod reproduce;
 mod resume;

@@ -27,10 +27,16 @@ pub enum ShapeKind {
     Checker,
     /// A disc filled with a grid of dots.
     Dots,
+    /// A filled regular hexagon of the disc's area.
+    Hexagon,
+    /// A disc filled with a checkerboard (the texture of `Checker` in another outline).
+    CheckerDisc,
+    /// A disc filled with a grid of thin lines.
+    Grid,
 }
 
 impl ShapeKind {
-    pub const ALL: [ShapeKind; 8] = [
+    pub const ALL: [ShapeKind; 11] = [
         ShapeKind::Circle,
         ShapeKind::Square,
         ShapeKind::Triangle,
@@ -39,6 +45,9 @@ impl ShapeKind {
         ShapeKind::Stripes,
         ShapeKind::Checker,
         ShapeKind::Dots,
+        ShapeKind::Hexagon,
+        ShapeKind::CheckerDisc,
+        ShapeKind::Grid,
     ];
 
     /// Class folder name for a data set of this kind.
@@ -52,13 +61,21 @@ impl ShapeKind {
             ShapeKind::Stripes => "stripes",
             ShapeKind::Checker => "checkers",
             ShapeKind::Dots => "dots",
+            ShapeKind::Hexagon => "hexagons",
+            ShapeKind::CheckerDisc => "checker_discs",
+            ShapeKind::Grid => "grids",
         }
     }
 
     /// Largest distance from the centre covered by the shape, in units of r (any rotation).
     fn extent(self) -> f32 {
         match self {
-            ShapeKind::Circle | ShapeKind::Stripes | ShapeKind::Dots => 1.0,
+            ShapeKind::Circle
+            | ShapeKind::Stripes
+            | ShapeKind::Dots
+            | ShapeKind::CheckerDisc
+            | ShapeKind::Grid => 1.0,
+            ShapeKind::Hexagon => HEXAGON_CIRCUMRADIUS,
             ShapeKind::Square | ShapeKind::Checker => SQUARE_HALF * std::f32::consts::SQRT_2,
             ShapeKind::Triangle => TRIANGLE_CIRCUMRADIUS,
             ShapeKind::Ring => 1.25,
@@ -96,6 +113,17 @@ impl ShapeKind {
                 );
                 r2 <= 1.0 && du * du + dv * dv <= 0.3 * 0.3
             }
+            // Edge normals every 60°, starting at 0°.
+            ShapeKind::Hexagon => [(1.0, 0.0), (0.5, HALF_SQRT_3), (-0.5, HALF_SQRT_3)]
+                .iter()
+                .all(|(nu, nv)| (u * nu + v * nv).abs() <= HEXAGON_APOTHEM),
+            ShapeKind::CheckerDisc => {
+                r2 <= 1.0 && (((u * 2.5).floor() + (v * 2.5).floor()) as i32).rem_euclid(2) == 0
+            }
+            ShapeKind::Grid => {
+                let on_line = |t: f32| (t * 2.5).rem_euclid(1.0) < 0.3;
+                r2 <= 1.0 && (on_line(u) || on_line(v))
+            }
         }
     }
 }
@@ -105,6 +133,10 @@ const SQUARE_HALF: f32 = 0.886_226_9;
 /// Circumradius of an equilateral triangle with the unit disc's area: (3√3/4) R² = π.
 const TRIANGLE_CIRCUMRADIUS: f32 = 1.555_041;
 const HALF_SQRT_3: f32 = 0.866_025_4;
+/// Apothem of a regular hexagon with the unit disc's area: 2√3 a² = π.
+const HEXAGON_APOTHEM: f32 = 0.952_313;
+/// Its circumradius, 2a/√3.
+const HEXAGON_CIRCUMRADIUS: f32 = 1.099_636_6;
 /// Plus sign of two bars 2w x 2L: area 8 L w - 4 w² = π.
 const CROSS_HALF_WIDTH: f32 = 0.3;
 const CROSS_HALF_LENGTH: f32 = (std::f32::consts::PI + 4.0 * 0.09) / (8.0 * 0.3);
@@ -212,6 +244,7 @@ mod tests {
             ShapeKind::Triangle,
             ShapeKind::Ring,
             ShapeKind::Cross,
+            ShapeKind::Hexagon,
         ] {
             for angle in [0.0, 0.3] {
                 let a = relative_area(kind, angle);
@@ -222,7 +255,13 @@ mod tests {
             }
         }
         // Textures only partly cover their region.
-        for kind in [ShapeKind::Stripes, ShapeKind::Checker, ShapeKind::Dots] {
+        for kind in [
+            ShapeKind::Stripes,
+            ShapeKind::Checker,
+            ShapeKind::Dots,
+            ShapeKind::CheckerDisc,
+            ShapeKind::Grid,
+        ] {
             let a = relative_area(kind, 0.0);
             assert!((0.2..0.8).contains(&a), "{kind:?}: {a}");
         }

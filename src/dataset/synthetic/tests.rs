@@ -10,6 +10,7 @@ fn spec(seed: u64, per_class: usize, size: u32) -> SyntheticSpec {
         train_per_class: per_class,
         validation_per_class: per_class / 2,
         size,
+        task: crate::config::SyntheticTask::Target,
     }
 }
 
@@ -225,4 +226,43 @@ fn file_formats_follow_the_index() {
     assert_eq!(formats, vec![Png, GreyPng, Jpeg, Png, Png, Jpeg]);
     let jpeg_share = (0..300).filter(|&i| encoding(i) == Jpeg).count();
     assert_eq!(jpeg_share, 100);
+}
+
+#[test]
+fn the_source_task_has_other_classes_and_its_own_directory() {
+    let target: Vec<&str> = TARGET_CLASSES.iter().map(|k| k.folder_name()).collect();
+    assert!(SOURCE_CLASSES.len() >= 8);
+    for kind in SOURCE_CLASSES {
+        assert!(
+            !TARGET_CLASSES.contains(&kind),
+            "{kind:?} is a target class"
+        );
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let source_spec = SyntheticSpec {
+        task: SyntheticTask::Source,
+        ..spec(0, 2, 16)
+    };
+    let (train, validation) = ensure(&source_spec, cache.path()).unwrap();
+    let (target_train, _) = ensure(&spec(0, 2, 16), cache.path()).unwrap();
+    assert_ne!(train.parent(), target_train.parent());
+    let folders = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let expected: Vec<String> = SOURCE_CLASSES
+        .iter()
+        .map(|k| k.folder_name().to_string())
+        .collect();
+    // Label order is folder order: SOURCE_CLASSES is listed sorted by folder name.
+    assert_eq!(folders(&train), expected);
+    assert_eq!(folders(&validation), expected);
+    assert!(folders(&train)
+        .iter()
+        .all(|n| !target.contains(&n.as_str())));
+    assert_eq!(fs::read_dir(train.join("grids")).unwrap().count(), 2);
 }

@@ -258,7 +258,41 @@ pub fn load(
             loaded.sha256 = Some(hashes.sha256);
             Ok(loaded)
         }
+        // The sweep trains the stage and loads its checkpoint with `load_conv_base`.
+        Weights::Stage(name) => Err(WeightsError::Unavailable {
+            name: format!("stage {name}"),
+            message: "a stage's weights exist only once the sweep has trained it".into(),
+        }),
     }
+}
+
+/// The conv base of the checkpoint at `path` (a runner checkpoint whose head may have another
+/// shape, e.g. a pretraining stage's multi-class head): every conv-base tensor of `arch` must be
+/// there; head tensors are left out, so the head starts fresh.
+pub fn load_conv_base(
+    path: &Path,
+    arch: &Architecture,
+    device: &Device,
+) -> Result<LoadedWeights, WeightsError> {
+    let hashes = hash_file(path)?;
+    let (format, mut all) = read_any(path, arch, device)?;
+    let conv_base: Vec<&str> = arch
+        .layers
+        .iter()
+        .filter(|l| l.in_conv_base())
+        .map(|l| l.name.as_str())
+        .collect();
+    all.retain(|name, _| {
+        let layer = name.rsplit_once('.').map_or(name.as_str(), |(l, _)| l);
+        conv_base.contains(&layer)
+    });
+    Ok(LoadedWeights {
+        tensors: select(path, all, arch)?,
+        sha256: Some(hashes.sha256),
+        source: Some(path.to_path_buf()),
+        format: Some(format),
+        verified: None,
+    })
 }
 
 /// Read `path` (any supported format) and keep the tensors `arch` uses, checking their shapes.
