@@ -2,6 +2,7 @@
 //! Only `model` and `train` use candle; everything else sees `Network`, `Batch` and plain numbers.
 
 pub mod arch;
+pub mod conv;
 pub mod freeze;
 pub mod init;
 pub mod layers;
