@@ -224,6 +224,13 @@ struct SharedMut(*mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
+impl SharedMut {
+    /// Through a method, so that closures capture the whole (Send) wrapper, not its field.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// `out[b, o, p] = act(bias[o] + sum_r weight[o, r] * im2col(x[b])[r, p])` for all images,
 /// with `weight` as an `(cout, 9 * cin)` row-major matrix.
 fn conv_same(x: &[f32], d: Dims, weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
@@ -251,9 +258,8 @@ fn conv_same(x: &[f32], d: Dims, weight: &[f32], bias: Option<&[f32]>, relu: boo
                 n,
                 cols,
             );
-            let dst = dst;
-            // SAFETY: this task alone writes rows 0..cout, columns p0..p0+n of image `img`.
-            let block = unsafe { dst.0.add(img * d.cout * hw + p0) };
+            // This task alone writes rows 0..cout, columns p0..p0+n of image `img`.
+            let block = dst.at(img * d.cout * hw + p0);
             unsafe {
                 gemm::gemm(
                     d.cout,
@@ -358,9 +364,8 @@ fn weight_grad(x: &[f32], g: &[f32], d: Dims) -> Vec<f32> {
         (0..tiles_r * tiles_c).into_par_iter().for_each(|tile| {
             let (r0, c0) = ((tile / tiles_c) * TILE_ROWS, (tile % tiles_c) * TILE_COLS);
             let (m, n) = (TILE_ROWS.min(d.cout - r0), TILE_COLS.min(k - c0));
-            let dst = dst;
-            // SAFETY: this task alone writes rows r0..r0+m, columns c0..c0+n of dw.
-            let block = unsafe { dst.0.add(r0 * k + c0) };
+            // This task alone writes rows r0..r0+m, columns c0..c0+n of dw.
+            let block = dst.at(r0 * k + c0);
             for i in 0..count {
                 let img = first + i;
                 unsafe {
