@@ -188,6 +188,11 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Compare two variants of an experiment, or two run directories, in the terminal.
     Compare(crate::report::CompareArgs),
+    /// Measure throughput: conv-base forward, block-5 fine-tuning step, head-only step.
+    ///
+    /// Full VGG16 widths with random (seeded) weights and images: no download. Prints images/s
+    /// and GFLOP per wall-clock second and per CPU-second (user + system time of all threads).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -446,6 +451,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Weights(command) => crate::model::weights::cli::run(command),
         Command::Hash(args) => crate::fingerprint::command::run(&args),
+        Command::Bench(args) => crate::bench::run(&args),
     }
 }
 

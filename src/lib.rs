@@ -5,6 +5,7 @@
 //! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
 
 pub mod augment;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dataset;

@@ -1,9 +1,32 @@
 //! The network's building blocks as tensor functions, with the fixes candle 0.11 needs.
 
-use candle_core::{Result, Tensor, D};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Set by `runner bench --candle-conv` only, to measure candle's CPU convolution for comparison.
+static CANDLE_CONV: AtomicBool = AtomicBool::new(false);
+
+/// Route CPU convolutions through candle's `conv2d` (true) or the fused kernel (false, the
+/// default). For benchmarks: the two differ in rounding, so a run must not switch midway.
+pub fn use_candle_conv(yes: bool) {
+    CANDLE_CONV.store(yes, Ordering::Relaxed);
+}
 
 /// 3x3 "same" convolution (stride 1, zero padding 1) + bias + ReLU, NCHW input, OIHW kernel.
+///
+/// On the CPU (f32) this is the fused kernel of `model::conv`, several times faster than
+/// candle's `conv2d` there; other devices keep candle's `conv2d`.
 pub fn conv3x3_relu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let f32_all = [x, weight, bias].iter().all(|t| t.dtype() == DType::F32);
+    if x.device().is_cpu() && f32_all && !CANDLE_CONV.load(Ordering::Relaxed) {
+        return super::conv::conv3x3_bias_relu(x, weight, bias);
+    }
+    conv3x3_relu_candle(x, weight, bias)
+}
+
+/// The same layer from candle's own ops (the reference the fused CPU kernel is tested against).
+pub fn conv3x3_relu_candle(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let c = bias.dim(0)?;
     x.conv2d(weight, 1, 1, 1, 1)?
         .broadcast_add(&bias.reshape((1, c, 1, 1))?)?

@@ -2,6 +2,7 @@
 //! Only `model` and `train` use candle; everything else sees `Network`, `Batch` and plain numbers.
 
 pub mod arch;
+pub mod conv;
 pub mod device;
 pub mod device_check;
 pub mod freeze;
