@@ -5,6 +5,9 @@
 //! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
 
 pub mod augment;
+/// End-to-end sweep benchmarks (kept beside the kernel benchmarks of `runner bench`).
+#[path = "bench/sweep.rs"]
+pub mod bench_sweep;
 pub mod cli;
 pub mod config;
 pub mod dataset;

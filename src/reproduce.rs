@@ -152,6 +152,9 @@ fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOpti
         progress,
         force,
         retry_failed: false,
+        feature_cache: true,
+        cache_memory: crate::train::features::default_memory_budget(),
+        jobs: 1,
     }
 }
 

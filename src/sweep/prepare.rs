@@ -15,6 +15,7 @@ use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
 use crate::store::record::{Environment, KeyComponents, Provenance};
 use crate::store::{sha256_hex, ResultsLayout};
+use crate::train::features::FeatureCache;
 use crate::{fingerprint, provenance};
 
 /// A data set in memory and its fingerprint.
@@ -42,6 +43,8 @@ pub struct Inputs {
     pub data: BTreeMap<String, PreparedData>,
     pub weights: BTreeMap<String, LoadedWeights>,
     pub code: CodeState,
+    /// Frozen-prefix outputs shared by the cells (and on disk, by sweeps on the same results).
+    pub features: FeatureCache,
 }
 
 fn key<T: serde::Serialize>(value: &T) -> String {
@@ -121,6 +124,10 @@ pub fn prepare(
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
         code: code_state(&experiment.base_dir)?,
+        features: FeatureCache::new(
+            Some(options.results.cache_dir().join("features")),
+            options.cache_memory,
+        ),
     };
     let device = crate::model::cpu();
     for cell in cells {
