@@ -182,7 +182,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "bench-sweep.csv")]
         csv: PathBuf,
         /// Conv-base channels of the lecture-shaped sweep, comma-separated (VGG16: 64,128,256,512,512).
-        #[arg(long, value_name = "C1,..,C5", value_delimiter = ',', num_args = 5, default_values_t = [4u32, 8, 16, 32, 32])]
+        #[arg(long, value_name = "C1,..,C5", value_delimiter = ',', default_values_t = [4u32, 8, 16, 32, 32])]
         channels: Vec<u32>,
         /// Epochs of the lecture-shaped sweep.
         #[arg(long, default_value_t = 3)]

@@ -245,10 +245,14 @@ training.trainable_from = "block5_conv1"
         epochs = opts.epochs,
     );
     let file = opts.work_dir.join("lecture_bench.toml");
-    write_atomic(&file, text.as_bytes())?;
-    let experiment = config::load(&file)?;
-    // A stand-in for pretrained weights: a seeded He-uniform conv base, saved like a "notop" file.
-    let model = &experiment.variants[0].config.model;
+    // A stand-in for pretrained weights: a seeded He-uniform conv base, saved like a "notop"
+    // file before the experiment that names it is loaded.
+    let random = text.replace(
+        r#"weights = { file = "conv-base.safetensors" }"#,
+        r#"weights = "none""#,
+    );
+    let draft = config::parse(&random, &file)?;
+    let model = &draft.variants[0].config.model;
     let arch = Architecture::build(model, size as usize, size as usize)?;
     let n = arch.layers.len();
     let net = Network::new(
@@ -260,7 +264,8 @@ training.trainable_from = "block5_conv1"
         &crate::model::cpu(),
     )?;
     net.save_conv_base(&weights)?;
-    Ok(experiment)
+    write_atomic(&file, text.as_bytes())?;
+    Ok(config::load(&file)?)
 }
 
 /// The rows as a table for the terminal.

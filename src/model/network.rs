@@ -133,9 +133,15 @@ impl Network {
     }
 
     /// How many leading layers are frozen: the prefix whose output depends only on the input
-    /// image and the frozen parameters, never on training.
+    /// image and the frozen parameters, never on training. Layers without parameters (pooling,
+    /// flatten) count as frozen whatever their flag says: nothing of theirs trains.
     pub fn frozen_prefix_len(&self) -> usize {
-        self.trainable.iter().take_while(|&&t| !t).count()
+        self.arch
+            .layers
+            .iter()
+            .zip(&self.trainable)
+            .take_while(|(layer, &trains)| !trains || !layer.has_weights())
+            .count()
     }
 
     /// The output of layers `..end` for `batch` NHWC images, without gradients, flattened per
@@ -193,9 +199,9 @@ impl Network {
                 for (suffix, p) in [("weight", &lp.weight), ("bias", &lp.bias)] {
                     let t = p.tensor();
                     hasher.update(format!("{suffix} {:?} {:?}\n", t.dims(), t.dtype()).as_bytes());
-                    for v in t.flatten_all()?.to_vec1::<f32>()? {
-                        hasher.update(v.to_le_bytes());
-                    }
+                    let values = t.flatten_all()?.to_vec1::<f32>()?;
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    hasher.update(&bytes);
                 }
             }
         }
@@ -312,7 +318,7 @@ impl Network {
         let map: std::collections::HashMap<String, Tensor> = self
             .named_parameters()?
             .into_iter()
-            .filter(|(name, _)| base.iter().any(|b| name.split('.').next() == Some(b)))
+            .filter(|(name, _)| base.iter().any(|b| name.split('.').next() == Some(*b)))
             .collect();
         candle_core::safetensors::save(&map, path)
     }

@@ -77,7 +77,7 @@ pub fn for_cell(
     };
     let augmented = !cfg.dataset.augmentation.is_empty();
     let data = &prepared.data;
-    let mut get = |split: &Split, root: &str, name: &str| -> Option<Arc<FeatureSet>> {
+    let get = |split: &Split, root: &str, name: &str| -> Option<Arc<FeatureSet>> {
         if stop.load(Ordering::SeqCst) {
             return None;
         }
@@ -108,10 +108,10 @@ pub fn for_cell(
         }
     };
     let train = if augmented {
-        progress.line(&format!(
-            "  feature cache: not used for training (augmentation changes the images every epoch); \
-             validation uses it"
-        ));
+        progress.line(
+            "  feature cache: not used for training (augmentation changes the images every \
+             epoch); validation uses it",
+        );
         None
     } else {
         get(&data.train, &prepared.train_manifest.root, "training")

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use super::prepare::Inputs;
 use super::{cell, progress, CellResult, Progress, SweepOptions};
 use crate::config::{Cell, Experiment};
-use crate::store::Status;
 
 /// Run `cells` with at most `options.jobs` at once; results in matrix order. Stops starting cells
 /// once `stop` is set (running ones stop after their current batch).

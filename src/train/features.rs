@@ -333,7 +333,7 @@ fn compute(
     };
     let mut failure = None;
     let _ = split.for_each_batch(&plan, |batch| {
-        let step = || -> anyhow::Result<()> {
+        let mut step = || -> anyhow::Result<()> {
             let out = network.forward_prefix(&batch.images, batch.size, end)?;
             if let Some((w, path, _)) = writer.as_mut() {
                 let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -83,6 +83,8 @@ impl Fit<'_> {
             features,
         } = self;
         let batches = train.len().div_ceil(dataset.batch_size);
+        // Training batches hold cached prefix outputs only when there is a training set.
+        let train_start = features.train.map_or(0, |_| features.start);
         for epoch in first_epoch.max(1)..=epochs {
             let started = Instant::now();
             observer.on_epoch_start(epoch, batches);
@@ -104,7 +106,7 @@ impl Fit<'_> {
             let mut diverged = None;
             let step = |batch: Batch| {
                 index += 1;
-                match train_step(network, optimizer, &batch, features.start) {
+                match train_step(network, optimizer, &batch, train_start) {
                     Ok((loss, correct)) if loss.is_finite() => {
                         running.update(loss, correct, batch.size);
                         observer.on_batch(epoch, index, &running);
