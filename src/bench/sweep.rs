@@ -125,7 +125,10 @@ fn compare(
         let started = Instant::now();
         let results_of = sweep::run(experiment, &options, &stop)?;
         let seconds = started.elapsed().as_secs_f64();
-        if let Some(bad) = results_of.iter().find(|r| r.status.is_none() || r.message.is_some()) {
+        if let Some(bad) = results_of
+            .iter()
+            .find(|r| r.status.is_none() || r.message.is_some())
+        {
             anyhow::bail!(
                 "{name}: cell {} / seed {} did not finish: {:?}",
                 bad.cell.variant,

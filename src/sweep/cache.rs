@@ -142,7 +142,13 @@ pub fn for_cell(
     }
 }
 
-fn describe(prefix: &PrefixKey, name: &str, set: &FeatureSet, origin: Origin, seconds: f64) -> String {
+fn describe(
+    prefix: &PrefixKey,
+    name: &str,
+    set: &FeatureSet,
+    origin: Origin,
+    seconds: f64,
+) -> String {
     let how = match origin {
         Origin::Computed => format!("computed in {seconds:.1} s"),
         Origin::Disk => format!("read from disk in {seconds:.1} s"),

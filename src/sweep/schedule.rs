@@ -85,7 +85,11 @@ pub fn run_parallel(
         }
         let mut out = Vec::new();
         for handle in handles {
-            out.push(handle.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())));
+            out.push(
+                handle
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            );
         }
         anyhow::Ok(out)
     })?;

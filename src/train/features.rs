@@ -232,7 +232,15 @@ impl FeatureCache {
         };
         let (set, origin) = match loaded {
             Some(set) => (set, Origin::Disk),
-            None => match compute(network, prefix.end, split, dataset, file.as_deref(), fits, stop)? {
+            None => match compute(
+                network,
+                prefix.end,
+                split,
+                dataset,
+                file.as_deref(),
+                fits,
+                stop,
+            )? {
                 Some(set) => (set, Origin::Computed),
                 None => {
                     self.release(bytes, fits);
@@ -420,11 +428,13 @@ fn open_temp(path: &Path) -> anyhow::Result<TempWriter> {
 /// The default memory budget: half of what the kernel says is available (`MemAvailable`), or
 /// 2 GiB where that cannot be read.
 pub fn default_memory_budget() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    });
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
     available.map_or(2 << 30, |bytes| bytes / 2)
 }
 
@@ -471,8 +481,12 @@ mod tests {
         assert_eq!(parse_size("4GiB"), Ok(4 << 30));
         assert_eq!(parse_size("512M"), Ok(512 << 20));
         assert_eq!(parse_size("1.5 kb"), Ok(1536));
-        assert!(parse_size("lots").unwrap_err().contains("expected e.g. 4GiB"));
-        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("lots")
+            .unwrap_err()
+            .contains("expected e.g. 4GiB"));
+        assert!(parse_size("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
     }
 
     #[test]

@@ -276,7 +276,10 @@ fn for_each_feature_batch(
             height: 0,
             width: 0,
             images,
-            labels: chunk.iter().map(|&i| split.samples[i].label as f32).collect(),
+            labels: chunk
+                .iter()
+                .map(|&i| split.samples[i].label as f32)
+                .collect(),
         };
         if consume(batch).is_break() {
             return Ok(ControlFlow::Break(()));

@@ -70,8 +70,15 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
 
     // Seeds share nothing here (weights = "none": the frozen layers are initialised from the
     // seed), so each non-augmented cell computes its training features once.
-    assert_eq!(log.matches("feature cache: training outputs").count(), 4, "{log}");
-    assert!(log.contains("feature cache: not used for training (augmentation"), "{log}");
+    assert_eq!(
+        log.matches("feature cache: training outputs").count(),
+        4,
+        "{log}"
+    );
+    assert!(
+        log.contains("feature cache: not used for training (augmentation"),
+        "{log}"
+    );
     let record = read_json(&cell_dir(&cached, "tiny", "feature_extraction", 0).join("run.json"));
     let fc = &record["feature_cache"];
     assert_eq!(fc["used"], true, "{fc}");
