@@ -72,6 +72,17 @@ pub enum Command {
         /// present). Default: the experiment file's `device`, else auto.
         #[arg(long, value_name = "DEVICE")]
         device: Option<DeviceChoice>,
+        /// Run the full network every epoch instead of training from cached outputs of the
+        /// frozen layers (the results are identical; this only costs time).
+        #[arg(long)]
+        no_cache: bool,
+        /// Memory for cached features, e.g. 4GiB or 512MiB; past it they are read from disk
+        /// (results/.cache/features). Default: half the available memory.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        cache_memory: Option<u64>,
+        /// Cells trained at once; the CPU threads are divided between them.
+        #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: u64,
     },
     /// Write a grid of augmented training images: what a variant's model sees.
     ///
@@ -193,6 +204,29 @@ pub enum Command {
     /// Full VGG16 widths with random (seeded) weights and images: no download. Prints images/s
     /// and GFLOP per wall-clock second and per CPU-second (user + system time of all threads).
     Bench(crate::bench::BenchArgs),
+    /// End-to-end sweep benchmarks: a lecture-shaped sweep (150x150 generated images, 4 variants
+    /// x 2 seeds) and the demo, each with and without the feature cache; prints a table and
+    /// writes CSV.
+    BenchSweep {
+        /// Scratch directory for the generated data and the timed sweeps.
+        #[arg(long, value_name = "DIR", default_value = "results/.bench")]
+        work_dir: PathBuf,
+        /// The CSV file to write.
+        #[arg(long, value_name = "FILE", default_value = "bench-sweep.csv")]
+        csv: PathBuf,
+        /// Conv-base channels of the lecture-shaped sweep, comma-separated (VGG16: 64,128,256,512,512).
+        #[arg(long, value_name = "C1,..,C5", value_delimiter = ',', default_values_t = [4u32, 8, 16, 32, 32])]
+        channels: Vec<u32>,
+        /// Epochs of the lecture-shaped sweep.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Skip the demo sweep.
+        #[arg(long)]
+        no_demo: bool,
+        /// Cells at once in the runs with caches.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -231,6 +265,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retry_failed,
             no_report,
             device,
+            no_cache,
+            cache_memory,
+            jobs,
         } => {
             let file = experiment.clone();
             let experiment = load_experiment(experiment.as_deref())?;
@@ -250,6 +287,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 force,
                 retry_failed,
                 device,
+                feature_cache: !no_cache,
+                cache_memory: cache_memory
+                    .unwrap_or_else(crate::train::features::default_memory_budget),
+                jobs: jobs as usize,
             };
             let results = sweep::run(&experiment, &options, &stop)?;
             println!("\n{}", progress::summary_table(&results));
@@ -452,6 +493,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Weights(command) => crate::model::weights::cli::run(command),
         Command::Hash(args) => crate::fingerprint::command::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
+        Command::BenchSweep {
+            work_dir,
+            csv,
+            channels,
+            epochs,
+            no_demo,
+            jobs,
+        } => {
+            use crate::bench::sweep::{run_sweep_benchmarks, table, write_csv, SweepBenchOptions};
+            let opts = SweepBenchOptions {
+                work_dir,
+                channels: channels
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("--channels takes five numbers"))?,
+                epochs,
+                demo: !no_demo,
+                jobs,
+                ..SweepBenchOptions::default()
+            };
+            let rows = run_sweep_benchmarks(&opts)?;
+            print!("{}", table(&rows));
+            write_csv(&rows, &csv)?;
+            println!("wrote {}", csv.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -477,6 +543,10 @@ fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], root: 
     if let Err(e) = crate::report::run_report(&args) {
         eprintln!("warning: the report could not be written: {e:#} (try `runner report`)");
     }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::train::features::parse_size(text)
 }
 
 fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {
@@ -558,18 +628,56 @@ impl Drop for ScratchDir {
 }
 
 /// First Ctrl-C: finish the current batch, keep what was written, stop. Second: exit at once.
+///
+/// The signal is watched by a tokio task on its own thread; on Unix the handler is registered
+/// before this returns, so a Ctrl-C right after the start is not lost.
 fn install_interrupt_handler() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let result = ctrlc::set_handler(move || {
+    let on_signal = move || {
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: exiting now");
             std::process::exit(130);
         }
         eprintln!("\nstopping after the current batch (press Ctrl-C again to exit at once)");
-    });
-    if let Err(e) = result {
-        eprintln!("warning: Ctrl-C handling is unavailable: {e}");
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warning: Ctrl-C handling is unavailable: {e}");
+            return stop;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let registered = {
+            let _context = runtime.enter();
+            signal(SignalKind::interrupt())
+        };
+        match registered {
+            Ok(mut interrupts) => {
+                std::thread::spawn(move || {
+                    runtime.block_on(async move {
+                        while interrupts.recv().await.is_some() {
+                            on_signal();
+                        }
+                    })
+                });
+            }
+            Err(e) => eprintln!("warning: Ctrl-C handling is unavailable: {e}"),
+        }
     }
+    #[cfg(not(unix))]
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                on_signal();
+            }
+        })
+    });
     stop
 }

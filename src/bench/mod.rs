@@ -12,6 +12,8 @@
 //! CPU-second (user + system time of the whole process, all threads: the figure that stays
 //! meaningful on a machine shared with other work).
 
+pub mod sweep;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -128,10 +128,101 @@ impl Network {
     /// Logits for `images` (`batch` NHWC images of the architecture's input size): shape (batch,)
     /// for a head of one unit, (batch, outputs) otherwise (`squeeze` keeps an axis longer than 1).
     pub fn forward(&self, images: &[f32], batch: usize, mode: Mode) -> Result<Tensor> {
+        let x = self.input_tensor(images, batch)?;
+        self.run_layers(x, 0, self.arch.layers.len(), mode)?
+            .squeeze(1)
+    }
+
+    /// How many leading layers are frozen: the prefix whose output depends only on the input
+    /// image and the frozen parameters, never on training. Layers without parameters (pooling,
+    /// flatten) count as frozen whatever their flag says: nothing of theirs trains.
+    pub fn frozen_prefix_len(&self) -> usize {
+        self.arch
+            .layers
+            .iter()
+            .zip(&self.trainable)
+            .take_while(|(layer, &trains)| !trains || !layer.has_weights())
+            .count()
+    }
+
+    /// The output of layers `..end` for `batch` NHWC images, without gradients, flattened per
+    /// image in the engine's layout (what `forward_from(end, ..)` takes back).
+    ///
+    /// The layers run exactly as in `forward` (the frozen path builds no autograd graph in either
+    /// mode), so `forward_from(end, forward_prefix(x, end))` equals `forward(x)` bit for bit on
+    /// the CPU, as long as each image's result does not depend on the rest of its batch.
+    pub fn forward_prefix(&self, images: &[f32], batch: usize, end: usize) -> Result<Vec<f32>> {
+        let x = self.input_tensor(images, batch)?;
+        self.run_layers(x, 0, end, Mode::Eval)?
+            .flatten_all()?
+            .to_vec1()
+    }
+
+    /// Values per image of the output of layers `..end` (the input itself for 0).
+    pub fn prefix_output_len(&self, end: usize) -> usize {
+        match end {
+            0 => self.arch.input.iter().product(),
+            n => self.arch.layers[n - 1].output.iter().product(),
+        }
+    }
+
+    /// Logits, shape (batch,), from layer `start` on, given the output of layers `..start` as
+    /// `forward_prefix` returns it (`batch` images, `prefix_output_len(start)` values each).
+    pub fn forward_from(
+        &self,
+        start: usize,
+        features: &[f32],
+        batch: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let x = if start == 0 {
+            self.input_tensor(features, batch)?
+        } else {
+            // Layer outputs are described in Keras order (H, W, C); the engine holds NCHW.
+            match self.arch.layers[start - 1].output.as_slice() {
+                &[h, w, c] => Tensor::from_slice(features, (batch, c, h, w), &self.device)?,
+                &[n] => Tensor::from_slice(features, (batch, n), &self.device)?,
+                other => unreachable!("layer outputs are 1-D or 3-D, not {other:?}"),
+            }
+        };
+        self.run_layers(x, start, self.arch.layers.len(), mode)?
+            .squeeze(1)
+    }
+
+    /// SHA-256 over the names, shapes and bytes of the parameters of layers `..end`: what their
+    /// output depends on besides the input (weights file or seeded initialisation alike).
+    pub fn prefix_parameter_hash(&self, end: usize) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (layer, params) in self.arch.layers[..end].iter().zip(&self.params) {
+            hasher.update(format!("layer {} {:?}\n", layer.name, layer.kind).as_bytes());
+            if let Some(lp) = params {
+                for (suffix, p) in [("weight", &lp.weight), ("bias", &lp.bias)] {
+                    let t = p.tensor();
+                    hasher.update(format!("{suffix} {:?} {:?}\n", t.dims(), t.dtype()).as_bytes());
+                    let values = t.flatten_all()?.to_vec1::<f32>()?;
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    hasher.update(&bytes);
+                }
+            }
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    fn input_tensor(&self, images: &[f32], batch: usize) -> Result<Tensor> {
         let [h, w, c] = self.arch.input;
         let x = Tensor::from_slice(images, (batch, h, w, c), &self.device)?;
-        let mut x = x.permute((0, 3, 1, 2))?.contiguous()?;
-        for (layer, params) in self.arch.layers.iter().zip(&self.params) {
+        x.permute((0, 3, 1, 2))?.contiguous()
+    }
+
+    /// Layers `start..end` on `x` (NCHW, or (batch, features) after `flatten`).
+    fn run_layers(&self, mut x: Tensor, start: usize, end: usize, mode: Mode) -> Result<Tensor> {
+        let range = self.arch.layers[start..end].iter();
+        for (layer, params) in range.zip(&self.params[start..end]) {
             let p = |p: &Param| match mode {
                 Mode::Train => p.tensor().clone(),
                 Mode::Eval => p.tensor().detach(),
@@ -148,7 +239,7 @@ impl Network {
                 (_, None) => unreachable!("layers with weights always have parameters"),
             };
         }
-        x.squeeze(1)
+        Ok(x)
     }
 
     /// The conv base's output (after the last pooling layer) for `batch` NHWC images, as NHWC
@@ -214,6 +305,23 @@ impl Network {
 
     pub fn trainable_mask(&self) -> &[bool] {
         &self.trainable
+    }
+
+    /// Save the conv base's parameters only, like a Keras "notop" weights file.
+    pub fn save_conv_base(&self, path: &Path) -> Result<()> {
+        let base: Vec<&str> = self
+            .arch
+            .layers
+            .iter()
+            .filter(|l| l.in_conv_base())
+            .map(|l| l.name.as_str())
+            .collect();
+        let map: std::collections::HashMap<String, Tensor> = self
+            .named_parameters()?
+            .into_iter()
+            .filter(|(name, _)| base.iter().any(|b| name.split('.').next() == Some(*b)))
+            .collect();
+        candle_core::safetensors::save(&map, path)
     }
 
     /// Save every parameter as safetensors (names as in `named_parameters`).
@@ -344,6 +452,51 @@ mod tests {
             .unwrap()
             .track_op());
         assert_eq!(head_only.parameter_counts().0, 8 * 8 + 8 + 8 + 1);
+    }
+
+    /// The seam the feature cache relies on: the suffix run on prefix outputs computed one image
+    /// at a time gives bitwise the logits and gradients of the full network on the whole batch.
+    #[test]
+    fn suffix_on_prefix_outputs_equals_the_full_network_bitwise() {
+        let arch = arch();
+        for first in ["block5_conv1", "dense"] {
+            let mask = trainable_from(&arch, first);
+            let net = Network::new(
+                arch.clone(),
+                ConvInit::HeUniform,
+                mask,
+                &LoadedWeights::default(),
+                4,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let end = net.frozen_prefix_len();
+            assert_eq!(arch.layers[end].name, first);
+            let (images, labels) = batch(4);
+            let per_image = 32 * 32 * 3;
+            let features: Vec<f32> = images
+                .chunks(per_image)
+                .flat_map(|img| net.forward_prefix(img, 1, end).unwrap())
+                .collect();
+            assert_eq!(features.len(), 4 * net.prefix_output_len(end));
+            let y = Tensor::from_slice(&labels, 4, &Device::Cpu).unwrap();
+            let run = |logits: Tensor| {
+                let loss = bce_with_logits(&logits, &y).unwrap();
+                let grads = loss.backward().unwrap();
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                    v.iter().map(|x| x.to_bits()).collect()
+                };
+                let mut out = vec![bits(&logits)];
+                for (_, var) in net.trainable_vars() {
+                    out.push(bits(grads.get(var.as_tensor()).unwrap()));
+                }
+                out
+            };
+            let full = run(net.forward(&images, 4, Mode::Train).unwrap());
+            let cached = run(net.forward_from(end, &features, 4, Mode::Train).unwrap());
+            assert_eq!(full, cached, "{first}");
+        }
     }
 
     #[test]

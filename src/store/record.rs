@@ -167,6 +167,30 @@ pub struct RunRecord {
     /// The pretraining stage the cell's conv base comes from (`weights = { stage = ... }`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<StageUse>,
+    /// Whether training and validation ran from cached frozen-prefix outputs (an execution
+    /// detail with identical results: not part of the run key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_cache: Option<FeatureCacheRecord>,
+}
+
+/// How a cell used the frozen-prefix feature cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureCacheRecord {
+    /// Training batches came from the cache (only the layers after the prefix ran).
+    pub used: bool,
+    /// Why training did not use it: "augmentation", "disabled", "no frozen prefix",
+    /// "memory budget".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Validation came from the cache (it is never augmented, so it can even when training cannot).
+    #[serde(default)]
+    pub validation: bool,
+    /// The cache key of the prefix (`results/.cache/features/<key>/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The last layer of the cached prefix, e.g. `flatten` or `block4_pool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_layer: Option<String>,
 }
 
 /// The current time as RFC 3339 UTC, seconds precision.
@@ -212,6 +236,7 @@ impl RunRecord {
             },
             train: None,
             validation: None,
+            feature_cache: None,
             config: CellConfig {
                 dataset: DatasetConfig {
                     source: DataSource::Directories {

@@ -163,6 +163,15 @@ pub fn run_cell(
     )?;
     let mut optimizer = KerasOptimizer::new(cfg.training.optimizer, network.trainable_vars())?;
     let (trainable, frozen) = network.parameter_counts();
+    let cache = super::cache::for_cell(
+        &network,
+        &cfg,
+        options.feature_cache,
+        prepared,
+        inputs,
+        &options.progress,
+        stop,
+    );
     let record = RunRecord {
         run_key: Some(key.clone()),
         key: Some(components),
@@ -207,6 +216,7 @@ pub fn run_cell(
                 stage: stage.clone(),
             })
         }),
+        feature_cache: Some(cache.record.clone()),
     };
     let (mut writer, first_epoch) = match action {
         Action::Resume { after_epoch } => {
@@ -261,6 +271,7 @@ pub fn run_cell(
             stop,
             first_epoch,
             checkpoint: Some(&checkpoint_path),
+            features: cache.features(),
         };
         let mut observer = CellObserver {
             writer: &mut writer,

@@ -1,13 +1,16 @@
 //! The matrix: prepare every input once (data sets, weights), then train each cell in turn,
 //! recording its outcome. A cell that fails or diverges does not stop the sweep; an interrupt does.
 
+pub mod cache;
 pub mod cell;
 pub mod prepare;
 pub mod progress;
+pub mod schedule;
 pub mod stage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
@@ -34,6 +37,12 @@ pub struct SweepOptions {
     pub retry_failed: bool,
     /// `--device`: overrides the experiment file's `device`.
     pub device: Option<crate::config::DeviceChoice>,
+    /// Train and validate from cached frozen-prefix outputs where the input is deterministic.
+    pub feature_cache: bool,
+    /// Bytes of cached features that may be held in memory; past it they are read from disk.
+    pub cache_memory: u64,
+    /// Cells run at once.
+    pub jobs: usize,
 }
 
 /// How one cell ended.
@@ -74,12 +83,12 @@ pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::
         .collect())
 }
 
-/// Run the selected cells of `experiment`. Stops early (marking the cell `interrupted`) when
-/// `stop` becomes true.
+/// Run the selected cells of `experiment`, `options.jobs` at a time. Stops early (marking the
+/// cell `interrupted`) when `stop` becomes true.
 pub fn run(
     experiment: &Experiment,
     options: &SweepOptions,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<CellResult>> {
     let cells = select_cells(experiment, options)?;
     let inputs = prepare::prepare(experiment, &cells, options)?;
@@ -87,6 +96,9 @@ pub fn run(
     options
         .progress
         .line(&format!("device: {}", device.info.describe()));
+    if options.jobs > 1 && cells.len() > 1 {
+        return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
+    }
     let mut results = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {

@@ -15,6 +15,7 @@ use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
 use crate::store::record::{Environment, KeyComponents, Provenance};
 use crate::store::{sha256_hex, ResultsLayout};
+use crate::train::features::FeatureCache;
 use crate::{fingerprint, provenance};
 
 /// A data set in memory and its fingerprint.
@@ -44,6 +45,8 @@ pub struct Inputs {
     pub code: CodeState,
     /// Stages the cells load weights from, trained (or found) before any cell runs, by name.
     pub stages: BTreeMap<String, super::stage::StageOutcome>,
+    /// Frozen-prefix outputs shared by the cells (and on disk, by sweeps on the same results).
+    pub features: FeatureCache,
 }
 
 impl Inputs {
@@ -134,6 +137,10 @@ pub fn prepare(
         weights: BTreeMap::new(),
         code: code_state(&experiment.base_dir)?,
         stages: BTreeMap::new(),
+        features: FeatureCache::new(
+            Some(options.results.cache_dir().join("features")),
+            options.cache_memory,
+        ),
     };
     let device = crate::model::cpu();
     for cell in cells {

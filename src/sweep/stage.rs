@@ -261,6 +261,8 @@ fn train_stage(
         stop: &never,
         first_epoch: 1,
         checkpoint: None,
+        // Every layer trains: there is no frozen prefix to cache.
+        features: Default::default(),
     }
     .run(&mut observer);
     if let Some(bar) = observer.bar.take() {

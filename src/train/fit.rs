@@ -12,6 +12,7 @@ use super::optim::KerasOptimizer;
 use crate::config::DatasetConfig;
 use crate::dataset::batches::{epoch_order, Batch, EpochPlan, Split};
 use crate::model::{Mode, Network};
+use crate::train::features::FeatureSet;
 
 /// How a cell's training ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,17 @@ pub struct Fit<'a> {
     pub first_epoch: usize,
     /// Where to write a resumable checkpoint after every epoch, if anywhere.
     pub checkpoint: Option<&'a std::path::Path>,
+    /// Cached outputs of the frozen prefix, for the splits that can use them.
+    pub features: CellFeatures<'a>,
+}
+
+/// The frozen-prefix outputs a cell trains and validates from (see `features`): with a set, the
+/// network runs only from layer `start` on; without, the full network runs on the images.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CellFeatures<'a> {
+    pub start: usize,
+    pub train: Option<&'a FeatureSet>,
+    pub validation: Option<&'a FeatureSet>,
 }
 
 impl Fit<'_> {
@@ -66,8 +78,11 @@ impl Fit<'_> {
             stop,
             first_epoch,
             checkpoint,
+            features,
         } = self;
         let batches = train.len().div_ceil(dataset.batch_size);
+        // Training batches hold cached prefix outputs only when there is a training set.
+        let train_start = features.train.map_or(0, |_| features.start);
         for epoch in first_epoch.max(1)..=epochs {
             let started = Instant::now();
             observer.on_epoch_start(epoch, batches);
@@ -87,9 +102,9 @@ impl Fit<'_> {
             let mut index = 0;
             let mut failure: Option<anyhow::Error> = None;
             let mut diverged = None;
-            let flow = train.for_each_batch(&plan, |batch| {
+            let step = |batch: Batch| {
                 index += 1;
-                match train_step(network, optimizer, &batch) {
+                match train_step(network, optimizer, &batch, train_start) {
                     Ok((loss, correct)) if loss.is_finite() => {
                         running.update(loss, correct, batch.size);
                         observer.on_batch(epoch, index, &running);
@@ -112,7 +127,11 @@ impl Fit<'_> {
                 } else {
                     ControlFlow::Continue(())
                 }
-            });
+            };
+            let flow = match features.train {
+                Some(set) => for_each_feature_batch(set, train, &plan, step)?,
+                None => train.for_each_batch(&plan, step),
+            };
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -122,7 +141,10 @@ impl Fit<'_> {
             if flow.is_break() {
                 return Ok(FitOutcome::Interrupted { epoch });
             }
-            let (val_loss, val_acc) = evaluate(network, validation, dataset)?;
+            let (val_loss, val_acc) = match features.validation {
+                Some(set) => evaluate_features(network, validation, dataset, features.start, set)?,
+                None => evaluate(network, validation, dataset)?,
+            };
             let metrics = EpochMetrics {
                 epoch,
                 train_loss: running.loss(),
@@ -151,13 +173,17 @@ impl Fit<'_> {
 
 /// Forward, loss, backward, update. Returns the batch's mean loss and correct count, both
 /// computed with the pre-update weights, as Keras reports them.
+///
+/// `start` is 0 for a batch of images, or the first layer to run when the batch holds cached
+/// prefix outputs.
 fn train_step(
     network: &Network,
     optimizer: &mut KerasOptimizer,
     batch: &Batch,
+    start: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let objective = Objective::of(network);
-    let logits = network.forward(&batch.images, batch.size, Mode::Train)?;
+    let logits = network.forward_from(start, &batch.images, batch.size, Mode::Train)?;
     let loss = objective.loss(&logits, &batch.labels)?;
     let loss_value: f32 = loss.to_scalar()?;
     let correct = objective.correct(&logits.detach(), &batch.labels)?;
@@ -173,6 +199,26 @@ pub fn evaluate(
     split: &Split,
     dataset: &DatasetConfig,
 ) -> anyhow::Result<(f64, f64)> {
+    evaluate_from(network, split, dataset, None)
+}
+
+/// `evaluate` on the cached outputs of layers `..start` (`set`, in the split's order).
+pub fn evaluate_features(
+    network: &Network,
+    split: &Split,
+    dataset: &DatasetConfig,
+    start: usize,
+    set: &FeatureSet,
+) -> anyhow::Result<(f64, f64)> {
+    evaluate_from(network, split, dataset, Some((start, set)))
+}
+
+fn evaluate_from(
+    network: &Network,
+    split: &Split,
+    dataset: &DatasetConfig,
+    features: Option<(usize, &FeatureSet)>,
+) -> anyhow::Result<(f64, f64)> {
     let plan = EpochPlan {
         order: (0..split.len()).collect(),
         batch_size: dataset.batch_size,
@@ -181,10 +227,11 @@ pub fn evaluate(
     };
     let mut running = Running::default();
     let mut failure = None;
-    let _ = split.for_each_batch(&plan, |batch| {
+    let start = features.map_or(0, |(start, _)| start);
+    let consume = |batch: Batch| {
         let step = || -> anyhow::Result<(f64, usize)> {
             let objective = Objective::of(network);
-            let logits = network.forward(&batch.images, batch.size, Mode::Eval)?;
+            let logits = network.forward_from(start, &batch.images, batch.size, Mode::Eval)?;
             let loss: f32 = objective.loss(&logits, &batch.labels)?.to_scalar()?;
             Ok((loss as f64, objective.correct(&logits, &batch.labels)?))
         };
@@ -198,11 +245,42 @@ pub fn evaluate(
                 ControlFlow::Break(())
             }
         }
-    });
+    };
+    let _ = match features {
+        Some((_, set)) => for_each_feature_batch(set, split, &plan, consume)?,
+        None => split.for_each_batch(&plan, consume),
+    };
     match failure {
         Some(e) => Err(e),
         None => Ok((running.loss(), running.accuracy())),
     }
+}
+
+/// `Split::for_each_batch` over cached prefix outputs: the same order and batch boundaries,
+/// each `Batch::images` holding the samples' cached values instead of pixels.
+fn for_each_feature_batch(
+    set: &FeatureSet,
+    split: &Split,
+    plan: &EpochPlan<'_>,
+    mut consume: impl FnMut(Batch) -> ControlFlow<()>,
+) -> anyhow::Result<ControlFlow<()>> {
+    for chunk in plan.order.chunks(plan.batch_size.max(1)) {
+        let images = set.gather(chunk)?;
+        let batch = Batch {
+            size: chunk.len(),
+            height: 0,
+            width: 0,
+            images,
+            labels: chunk
+                .iter()
+                .map(|&i| split.samples[i].label as f32)
+                .collect(),
+        };
+        if consume(batch).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! code that uses candle.
 
 pub mod checkpoint;
+pub mod features;
 pub mod fit;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
 
-pub use fit::{evaluate, Fit, FitOutcome, Observer};
+pub use fit::{evaluate, evaluate_features, CellFeatures, Fit, FitOutcome, Observer};
 pub use metrics::{EpochMetrics, Running};
 pub use optim::KerasOptimizer;

@@ -1,0 +1,130 @@
+//! The frozen-prefix feature cache and `--jobs`: execution details that must not change a number.
+
+use super::*;
+
+const FINE_TUNING: &str = r#"
+[[variants]]
+name = "fine_tuning"
+training.trainable_from = "block5_conv1"
+"#;
+
+/// Every line of metrics.csv without the wall-clock column.
+fn metrics(cell: &Path) -> Vec<String> {
+    std::fs::read_to_string(cell.join("metrics.csv"))
+        .unwrap_or_else(|e| panic!("{}: {e}", cell.display()))
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+fn sweep(exp: &Path, results: &Path, args: &[&str]) -> String {
+    let out = runner()
+        .arg("sweep")
+        .arg("--no-report")
+        .args(args)
+        .arg(exp)
+        .arg("--results")
+        .arg(results)
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+const VARIANTS: [&str; 3] = ["feature_extraction", "fine_tuning_aug", "fine_tuning"];
+
+/// Metrics and saved model bytes of every cell of a sweep.
+fn outcome(results: &Path) -> Vec<(String, Vec<String>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for variant in VARIANTS {
+        for seed in [0, 1] {
+            let cell = cell_dir(results, "tiny", variant, seed);
+            let model = std::fs::read(cell.join("model.safetensors")).unwrap();
+            out.push((format!("{variant}/{seed}"), metrics(&cell), model));
+        }
+    }
+    out
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    for ((cell, ma, wa), (_, mb, wb)) in outcome(a).into_iter().zip(outcome(b)) {
+        assert_eq!(ma, mb, "{cell}: metrics differ");
+        assert!(wa == wb, "{cell}: model.safetensors differs");
+    }
+}
+
+/// Training from cached prefix outputs gives bitwise the metrics and model of the full network,
+/// for the head-only cells (cached block5 outputs), block5 fine-tuning (cached block4 outputs)
+/// and augmented cells (cached validation only); with a zero memory budget the features are
+/// read from disk per batch, and a later sweep reads them back from disk.
+#[test]
+fn cached_features_give_bitwise_the_results_of_the_full_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), FINE_TUNING);
+    let full = dir.path().join("full");
+    let cached = dir.path().join("cached");
+    let on_disk = dir.path().join("disk");
+    let log_full = sweep(&exp, &full, &["--no-cache"]);
+    let log = sweep(&exp, &cached, &[]);
+    assert_same(&full, &cached);
+    assert!(!log_full.contains("feature cache:"), "{log_full}");
+
+    // Seeds share nothing here (weights = "none": the frozen layers are initialised from the
+    // seed), so each non-augmented cell computes its training features once.
+    assert_eq!(
+        log.matches("feature cache: training outputs").count(),
+        4,
+        "{log}"
+    );
+    assert!(
+        log.contains("feature cache: not used for training (augmentation"),
+        "{log}"
+    );
+    let record = read_json(&cell_dir(&cached, "tiny", "feature_extraction", 0).join("run.json"));
+    let fc = &record["feature_cache"];
+    assert_eq!(fc["used"], true, "{fc}");
+    assert_eq!(fc["validation"], true, "{fc}");
+    assert_eq!(fc["prefix_layer"], "flatten", "{fc}");
+    let key = fc["key"].as_str().unwrap();
+    assert!(cached.join(".cache/features").join(key).is_dir());
+    let record = read_json(&cell_dir(&cached, "tiny", "fine_tuning", 1).join("run.json"));
+    assert_eq!(record["feature_cache"]["prefix_layer"], "block4_pool");
+    let record = read_json(&cell_dir(&cached, "tiny", "fine_tuning_aug", 0).join("run.json"));
+    let fc = &record["feature_cache"];
+    assert_eq!(fc["used"], false, "{fc}");
+    assert_eq!(fc["reason"], "augmentation", "{fc}");
+    assert_eq!(fc["validation"], true, "{fc}");
+    let record = read_json(&cell_dir(&full, "tiny", "fine_tuning", 0).join("run.json"));
+    assert_eq!(record["feature_cache"]["reason"], "disabled");
+    // The cache is not an input of the run: same run keys with and without it.
+    let key_of = |root: &Path| {
+        read_json(&cell_dir(root, "tiny", "fine_tuning", 0).join("run.json"))["run_key"].clone()
+    };
+    assert_eq!(key_of(&full), key_of(&cached));
+
+    // No memory for features: computed to disk and read per batch, same numbers.
+    let log = sweep(&exp, &on_disk, &["--cache-memory", "0"]);
+    assert!(log.contains("on disk (past the memory budget)"), "{log}");
+    assert_same(&full, &on_disk);
+    // A second sweep finds the features on disk.
+    let again = sweep(&exp, &on_disk, &["--force", "--cache-memory", "1GiB"]);
+    assert!(again.contains("read from disk"), "{again}");
+    assert!(!again.contains("computed in"), "{again}");
+    assert_same(&full, &on_disk);
+}
+
+/// `--jobs 2` trains two cells at once and ends with the same files as one at a time.
+#[test]
+fn parallel_cells_give_the_results_of_a_serial_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), FINE_TUNING);
+    let serial = dir.path().join("serial");
+    let parallel = dir.path().join("parallel");
+    sweep(&exp, &serial, &[]);
+    let log = sweep(&exp, &parallel, &["--jobs", "2"]);
+    let ends = log
+        .lines()
+        .filter(|l| l.contains("] tiny / ") && l.contains(":  done"))
+        .count();
+    assert_eq!(ends, 6, "one closing line per cell: {log}");
+    assert_same(&serial, &parallel);
+}
