@@ -57,17 +57,18 @@ pub fn difference(what: &str, cpu: &Tensor, other: &Tensor) -> Result<Difference
     let b: Vec<f32> = other.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
     assert_eq!(a.len(), b.len(), "{what}: shapes differ");
     let (mut num, mut den, mut max_abs) = (0f64, 0f64, 0f64);
+    let mut finite = true;
     for (&x, &y) in a.iter().zip(&b) {
+        finite &= x.is_finite() && y.is_finite();
         let d = (x as f64 - y as f64).abs();
-        // NaN on either side must never pass as "close".
-        if !(x.is_finite() && y.is_finite()) {
-            num = f64::INFINITY;
-        }
         num += d * d;
         den += (x as f64) * (x as f64);
         max_abs = max_abs.max(d);
     }
-    let relative = if den == 0.0 && num == 0.0 {
+    // NaN or infinity on either side never passes as "close".
+    let relative = if !finite {
+        f64::INFINITY
+    } else if den == 0.0 && num == 0.0 {
         0.0
     } else {
         (num / den.max(f64::MIN_POSITIVE)).sqrt()
