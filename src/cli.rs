@@ -46,8 +46,8 @@ pub enum Command {
     /// Train every cell (variant x seed) of an experiment.
     ///
     /// Without an experiment file, runs the embedded offline demo (experiments/demo.toml): a
-    /// small VGG-style network on a generated two-class image set, the lecture's four variants,
-    /// two seeds. Results go to <results>/<experiment>/<variant>/seed-<n>/ (metrics.csv, run.json).
+    /// small VGG-style network pretrained on nine generated classes of shapes, then the lecture's
+    /// four variants and a random-base baseline on a new two-class task, two seeds. Results go to <results>/<experiment>/<variant>/seed-<n>/ (metrics.csv, run.json).
     Sweep {
         /// The experiment file (TOML). Default: the embedded demo.
         experiment: Option<PathBuf>,

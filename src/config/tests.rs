@@ -717,44 +717,10 @@ fn lecture_file_is_the_notebook() {
 }
 
 #[test]
-fn demo_file_is_the_lecture_on_synthetic_data() {
+fn demo_is_the_lecture_on_a_pretrained_base() {
     let demo = load(&shipped("demo")).unwrap();
     let lecture = load(&shipped("lecture")).unwrap();
     assert_eq!(demo.name, "demo");
-    assert_eq!(demo.seeds, [0, 1]);
-    assert!(demo.pretrain.is_none());
-    let names =
-        |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };
-    assert_eq!(names(&demo), names(&lecture));
-    for (d, l) in demo.variants.iter().zip(&lecture.variants) {
-        let (d, l) = (&d.config, &l.config);
-        assert_eq!(d.training.freeze, l.training.freeze);
-        assert_eq!(d.training.optimizer, l.training.optimizer);
-        assert_eq!(d.dataset.augmentation, l.dataset.augmentation);
-        assert_eq!(
-            d.dataset.source,
-            DataSource::Synthetic(SyntheticSpec {
-                seed: 0,
-                train_per_class: 200,
-                validation_per_class: 100,
-                size: 64,
-                task: SyntheticTask::Target,
-            })
-        );
-        assert_eq!(d.dataset.image_size, [64, 64]);
-        assert_eq!(d.model.channels, [8, 16, 32, 64, 64]);
-        assert_eq!(d.model.conv_init, crate::config::ConvInit::HeUniform);
-        assert_eq!(d.model.weights, Weights::None);
-        assert_eq!(d.model.head.units, [128]);
-        assert_eq!(d.training.epochs, 6);
-    }
-}
-
-#[test]
-fn pretrain_demo_is_the_lecture_on_a_pretrained_base() {
-    let demo = load(&shipped("demo-pretrain")).unwrap();
-    let lecture = load(&shipped("lecture")).unwrap();
-    assert_eq!(demo.name, "demo-pretrain");
     assert_eq!(demo.seeds, [0, 1]);
     let names =
         |e: &Experiment| -> Vec<String> { e.variants.iter().map(|v| v.name.clone()).collect() };

@@ -280,7 +280,7 @@ mod tests {
     /// run.json must read back exactly: skip-if-done and `reproduce` depend on it.
     #[test]
     fn records_round_trip_through_json_for_every_shipped_experiment() {
-        for name in ["demo", "demo-pretrain", "lecture", "reference"] {
+        for name in ["demo", "lecture", "reference"] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/{name}.toml"));
             let exp = crate::config::load(&path).unwrap();

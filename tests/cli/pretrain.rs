@@ -2,8 +2,8 @@ use super::*;
 
 /// A reduced demo: the demo's structure (a `[pretrain]` stage on the source task, a random-base
 /// baseline and feature extraction from the pretrained base) at a size that trains in seconds.
-/// `stage_epochs` is the one knob the tests turn.
-fn reduced_demo(dir: &Path, stage_epochs: usize) -> PathBuf {
+/// The tests turn two knobs: the stage's epochs and its images per class.
+fn reduced_demo(dir: &Path, stage_epochs: usize, source_per_class: usize) -> PathBuf {
     let text = format!(
         r#"
 name = "mini_demo"
@@ -17,10 +17,10 @@ batch_size = 16
 seed = 0
 train_per_class = 40
 validation_per_class = 40
-size = 40
+size = 32
 
 [model]
-channels = [4, 8, 8, 16, 16]
+channels = [8, 16, 32, 64, 64]
 weights = {{ stage = "pretrain" }}
 conv_init = "he_uniform"
 head = {{ units = [32] }}
@@ -32,17 +32,17 @@ learning_rate = 1e-3
 [pretrain]
 seed = 0
 epochs = {stage_epochs}
-learning_rate = 2e-3
+learning_rate = 1e-3
 
 [pretrain.dataset]
-batch_size = 16
+batch_size = 32
 
 [pretrain.dataset.synthetic]
 task = "source"
 seed = 1
-train_per_class = 40
+train_per_class = {source_per_class}
 validation_per_class = 10
-size = 40
+size = 32
 
 [[variants]]
 name = "baseline_random"
@@ -97,16 +97,14 @@ fn stage_dirs(results: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The point of a pretraining stage. Ignored for now: at a size that trains in seconds, the plain
-/// 13-layer VGG (no normalisation) stays at chance on the nine-class source task for the first
-/// epochs, so its conv base is no better than a random one. Run with `cargo test -- --ignored`
-/// when tuning the reduced configuration.
+/// The point of a pretraining stage: a conv base pretrained on the nine source classes (the stage
+/// reaches about 0.4 validation accuracy against 0.11 for chance) gives features a head can use
+/// on the new two-class task; a random frozen base of the same shape does not.
 #[test]
-#[ignore = "the reduced configuration does not learn the source task yet"]
 fn a_pretrained_base_beats_a_random_one_for_every_seed() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let exp = reduced_demo(dir.path(), 6);
+    let exp = reduced_demo(dir.path(), 8, 150);
     let output = sweep(&exp, &results);
     assert!(output.contains("pretrain stage: training"), "{output}");
     for seed in [0, 1] {
@@ -124,7 +122,7 @@ fn a_pretrained_base_beats_a_random_one_for_every_seed() {
 fn the_stage_trains_once_is_reused_and_retrains_when_its_config_changes() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let exp = reduced_demo(dir.path(), 1);
+    let exp = reduced_demo(dir.path(), 1, 40);
     let first = sweep(&exp, &results);
     assert_eq!(
         first.matches("pretrain stage: training").count(),
@@ -174,7 +172,7 @@ fn the_stage_trains_once_is_reused_and_retrains_when_its_config_changes() {
     assert_eq!(stage_dirs(&results).len(), 1);
 
     // Changing a stage key trains a new stage, and the cells that load it run again.
-    let exp = reduced_demo(dir.path(), 2);
+    let exp = reduced_demo(dir.path(), 2, 40);
     let third = sweep(&exp, &results);
     assert_eq!(
         third.matches("pretrain stage: training").count(),
