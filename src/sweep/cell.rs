@@ -276,11 +276,11 @@ pub fn run_cell(
         let mut observer = CellObserver {
             writer: &mut writer,
             progress: &options.progress,
-            bar: None,
+            bar: progress::EpochBar::default(),
             best,
         };
         let outcome = fit.run(&mut observer);
-        observer.finish_bar();
+        observer.bar.finish();
         outcome
     };
     let (status, message) = match outcome {
@@ -333,40 +333,23 @@ pub(super) fn split_record(split: &Split) -> SplitRecord {
 struct CellObserver<'a> {
     writer: &'a mut CellWriter,
     progress: &'a Progress,
-    bar: Option<indicatif::ProgressBar>,
+    bar: progress::EpochBar,
     /// Best validation accuracy so far; `best.safetensors` holds that epoch's model.
     best: f64,
 }
 
-impl CellObserver<'_> {
-    fn finish_bar(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 impl Observer for CellObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
-        self.finish_bar();
-        self.bar =
-            self.progress
-                .epoch_bar(epoch, self.writer.record.config.training.epochs, batches);
+        let epochs = self.writer.record.config.training.epochs;
+        self.bar.start(self.progress, epoch, epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &Running) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "loss {:.4} acc {:.4}",
-                running.loss(),
-                running.accuracy()
-            ));
-            bar.inc(1);
-        }
+        self.bar.batch(running);
     }
 
     fn on_epoch_end(&mut self, m: &EpochMetrics, network: &Network) -> anyhow::Result<()> {
-        self.finish_bar();
+        self.bar.finish();
         if m.val_acc > self.best {
             self.best = m.val_acc;
             let path = self.writer.work_dir().join("best.safetensors");

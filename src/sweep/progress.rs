@@ -48,6 +48,37 @@ impl Progress {
     }
 }
 
+/// The progress bar of the epoch being trained (none unless `Progress::Bars`): what the
+/// training observers of cells and stages share.
+#[derive(Default)]
+pub struct EpochBar(Option<ProgressBar>);
+
+impl EpochBar {
+    /// Clear the previous epoch's bar and start this one's.
+    pub fn start(&mut self, progress: &Progress, epoch: usize, epochs: usize, batches: usize) {
+        self.finish();
+        self.0 = progress.epoch_bar(epoch, epochs, batches);
+    }
+
+    /// One batch done, with the running training metrics.
+    pub fn batch(&self, running: &crate::train::Running) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4}",
+                running.loss(),
+                running.accuracy()
+            ));
+            bar.inc(1);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// `  epoch 3/10  loss 0.4123  acc 0.8125  val_loss 0.3950  val_acc 0.8300  (2.4 s)`
 pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
     format!(

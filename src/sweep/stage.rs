@@ -248,7 +248,7 @@ fn train_stage(
         progress: &options.progress,
         epochs: cfg.training.epochs,
         metrics: Vec::new(),
-        bar: None,
+        bar: progress::EpochBar::default(),
     };
     let outcome = Fit {
         network: &network,
@@ -265,9 +265,7 @@ fn train_stage(
         features: Default::default(),
     }
     .run(&mut observer);
-    if let Some(bar) = observer.bar.take() {
-        bar.finish_and_clear();
-    }
+    observer.bar.finish();
     match outcome? {
         FitOutcome::Completed => {}
         FitOutcome::Diverged { epoch, batch, loss } => bail!(
@@ -338,32 +336,20 @@ struct StageObserver<'a> {
     progress: &'a Progress,
     epochs: usize,
     metrics: Vec<EpochMetrics>,
-    bar: Option<indicatif::ProgressBar>,
+    bar: progress::EpochBar,
 }
 
 impl Observer for StageObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        self.bar = self.progress.epoch_bar(epoch, self.epochs, batches);
+        self.bar.start(self.progress, epoch, self.epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &crate::train::Running) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "loss {:.4} acc {:.4}",
-                running.loss(),
-                running.accuracy()
-            ));
-            bar.inc(1);
-        }
+        self.bar.batch(running);
     }
 
     fn on_epoch_end(&mut self, m: &EpochMetrics, _network: &Network) -> anyhow::Result<()> {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.bar.finish();
         self.metrics.push(*m);
         self.progress.line(&progress::epoch_line(m, self.epochs));
         Ok(())
