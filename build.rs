@@ -1,8 +1,18 @@
 //! Build-time facts the runner records with every run (`provenance::environment`): the compiler's
-//! version and the candle version actually locked, neither of which is known at run time.
+//! version and the candle version actually locked, neither of which is known at run time; and
+//! the hash of the code that turns files into pixels and pixels into features, which keys the
+//! image and feature caches (`RUNNER_KERNEL_HASH`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// The sources whose behaviour the caches depend on: decoding, resizing and preprocessing
+/// (`dataset`), the layers and their kernels (`model`), and the cache code itself. A change to
+/// any of them, or to a locked dependency, gives new cache keys; a change anywhere else (the
+/// report, the CLI) keeps the caches valid.
+const KERNEL_SOURCES: [&str; 3] = ["src/dataset", "src/model", "src/train/features.rs"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -26,6 +36,31 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RUNNER_CANDLE_VERSION={candle}");
 
+    let root = Path::new(&manifest_dir);
+    let mut hasher = Sha256::new();
+    if let Ok(lock) = std::fs::read(root.join("Cargo.lock")) {
+        hasher.update(b"Cargo.lock\n");
+        hasher.update(&lock);
+    }
+    for source in KERNEL_SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+        let mut files = Vec::new();
+        list_files(&root.join(source), &mut files);
+        files.sort();
+        for file in files {
+            let rel = file.strip_prefix(root).unwrap_or(&file);
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            hasher.update(format!("{} {}\n", rel.display(), bytes.len()).as_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    let kernel: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=RUNNER_KERNEL_HASH={kernel}");
+
     // A CUDA build records the toolkit it was compiled with ("13.0"), from `nvcc --version`.
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rerun-if-env-changed=PATH");
@@ -36,6 +71,19 @@ fn main() {
             .and_then(|o| nvcc_release(&String::from_utf8_lossy(&o.stdout)))
             .unwrap_or_else(|| "unknown".into());
         println!("cargo:rustc-env=RUNNER_CUDA_VERSION={cuda}");
+    }
+}
+
+/// Every file under `path` (or `path` itself when it is a file).
+fn list_files(path: &Path, out: &mut Vec<PathBuf>) {
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                list_files(&entry.path(), out);
+            }
+        }
+        Err(_) if path.is_file() => out.push(path.to_path_buf()),
+        Err(_) => {}
     }
 }
 

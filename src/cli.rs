@@ -72,12 +72,14 @@ pub enum Command {
         /// present). Default: the experiment file's `device`, else auto.
         #[arg(long, value_name = "DEVICE")]
         device: Option<DeviceChoice>,
-        /// Run the full network every epoch instead of training from cached outputs of the
-        /// frozen layers (the results are identical; this only costs time).
+        /// Decode every image again each epoch and run the full network, instead of reusing
+        /// decoded images (results/.cache/images) and cached outputs of the frozen layers
+        /// (results/.cache/features). The results are identical; this only costs time.
         #[arg(long)]
         no_cache: bool,
-        /// Memory for cached features, e.g. 4GiB or 512MiB; past it they are read from disk
-        /// (results/.cache/features). Default: half the available memory.
+        /// Memory for cached features (and for decoded images when they cannot be cached on
+        /// disk), e.g. 4GiB or 512MiB; past it features are read from disk. Default: half the
+        /// available memory.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         cache_memory: Option<u64>,
         /// Cells trained at once; the CPU threads are divided between them.
@@ -287,9 +289,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 force,
                 retry_failed,
                 device,
-                feature_cache: !no_cache,
+                caches: !no_cache,
                 cache_memory: cache_memory
-                    .unwrap_or_else(crate::train::features::default_memory_budget),
+                    .unwrap_or_else(crate::cache::default_memory_budget),
                 jobs: jobs as usize,
             };
             let results = sweep::run(&experiment, &options, &stop)?;
@@ -338,17 +340,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 epoch0,
             );
-            let images: Vec<_> = order
+            let images = order
                 .iter()
                 .take(count)
                 .map(|&i| {
-                    augment::apply(
+                    Ok(augment::apply(
                         &dataset.augmentation,
-                        &split.images[i],
+                        &split.image(i)?,
                         &mut augment::image_stream(seed, epoch0, i),
-                    )
+                    ))
                 })
-                .collect();
+                .collect::<Result<Vec<_>, crate::dataset::DatasetError>>()?;
             let columns = (images.len() as f64).sqrt().ceil() as usize;
             let grid = augment::preview::grid(&images, columns, 2);
             let mut png = Vec::new();
@@ -546,7 +548,7 @@ fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], root: 
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    crate::train::features::parse_size(text)
+    crate::cache::parse_size(text)
 }
 
 fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {

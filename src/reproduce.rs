@@ -154,8 +154,8 @@ fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOpti
         force,
         retry_failed: false,
         device: None,
-        feature_cache: true,
-        cache_memory: crate::train::features::default_memory_budget(),
+        caches: true,
+        cache_memory: crate::cache::default_memory_budget(),
         jobs: 1,
     }
 }

@@ -117,8 +117,8 @@ fn compare(
             progress: Progress::Quiet,
             force: true,
             retry_failed: false,
-            feature_cache: caches != "none",
-            cache_memory: crate::train::features::default_memory_budget(),
+            caches: caches != "none",
+            cache_memory: crate::cache::default_memory_budget(),
             jobs,
             device: Some(crate::config::DeviceChoice::Cpu),
         };

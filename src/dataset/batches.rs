@@ -1,5 +1,6 @@
-//! A decoded split in memory, the per-epoch order, and batch assembly (augmentation, preprocessing)
-//! on a background thread so that it overlaps with training.
+//! A decoded split (pixels from the image cache, `store`), the per-epoch order, and batch
+//! assembly (augmentation, preprocessing) on a background thread, through a bounded queue, so
+//! that it overlaps with training.
 //!
 //! Every random draw is keyed by (seed, epoch, sample index) through `rng::stream`, never by
 //! thread or batch, so results do not depend on scheduling. Validation batches are built with
@@ -8,28 +9,38 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::Arc;
 
-use super::decode::load_image;
 use super::index::{index_directory, ClassIndex};
+use super::store::{self, ImageCache, Origin, Pixels, Residency};
 use super::{DatasetError, Image, Sample};
 use crate::augment;
-use crate::config::{AugmentStep, DatasetConfig, OnBadImage, Preprocessing};
+use crate::config::{AugmentStep, DatasetConfig, Preprocessing};
 
 pub use super::order::epoch_order;
 
 /// Batches assembled ahead of the consumer; enough to overlap without holding many in memory.
 const PREFETCH: usize = 2;
 
-/// One split (train or validation), decoded and resized once, kept in memory.
+/// One split (train or validation): its files, decoded and resized once (see `store` for where
+/// the pixels are kept).
 #[derive(Debug, Clone)]
 pub struct Split {
     pub root: PathBuf,
     pub class_names: Vec<String>,
     pub samples: Vec<Sample>,
-    /// `images[i]` belongs to `samples[i]`.
-    pub images: Vec<Image>,
     /// Files left out under `on_bad_image = "skip"`, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Pixel `i` belongs to `samples[i]`.
+    pixels: Arc<Pixels>,
+}
+
+/// How a split's images were obtained through the cache, for the log.
+#[derive(Debug, Clone)]
+pub struct DecodeReport {
+    pub origin: Origin,
+    /// A problem with the cache that did not stop the run (it fell back), if any.
+    pub warning: Option<String>,
 }
 
 /// A batch ready for the model: NHWC pixels after augmentation and preprocessing, labels 0.0/1.0.
@@ -54,7 +65,26 @@ pub struct EpochPlan<'a> {
 }
 
 impl Split {
-    /// Index `dir`, then decode and resize every image to `cfg.image_size` on all cores.
+    /// A split of already decoded images (all the same size), held in memory.
+    pub fn from_images(
+        root: PathBuf,
+        class_names: Vec<String>,
+        samples: Vec<Sample>,
+        images: &[Image],
+    ) -> Split {
+        assert_eq!(samples.len(), images.len());
+        let (height, width) = images.first().map_or((0, 0), |i| (i.height, i.width));
+        Split {
+            root,
+            class_names,
+            samples,
+            skipped: Vec::new(),
+            pixels: Arc::new(Pixels::from_images(height, width, images)),
+        }
+    }
+
+    /// Index `dir`, then decode and resize every image to `cfg.image_size` on all cores, into
+    /// memory.
     ///
     /// With `on_bad_image = "error"` the first unreadable file in index order is the error; with
     /// `"skip"` unreadable files are left out and listed in `skipped`.
@@ -62,27 +92,36 @@ impl Split {
         Split::decode(index_directory(dir)?, cfg)
     }
 
-    /// Decode and resize the files of `index` (see `open`).
+    /// Decode and resize the files of `index` into memory (see `open`).
     pub fn decode(index: ClassIndex, cfg: &DatasetConfig) -> Result<Split, DatasetError> {
-        let [height, width] = cfg.image_size.map(|v| v as usize);
-        let decoded = decode_all(&index.samples, height, width);
-        let mut split = Split {
+        Ok(Split::decode_with(index, cfg, None, &ImageCache::memory())?.0)
+    }
+
+    /// Decode and resize the files of `index` through `cache` (see `store`): `hashes` are the
+    /// files' content hashes in index order, without which nothing is cached on disk.
+    pub fn decode_with(
+        index: ClassIndex,
+        cfg: &DatasetConfig,
+        hashes: Option<&[String]>,
+        cache: &ImageCache,
+    ) -> Result<(Split, DecodeReport), DatasetError> {
+        let decoded = store::decode_split(&index, cfg, hashes, cache)?;
+        let mut listed: Vec<Option<Sample>> = index.samples.into_iter().map(Some).collect();
+        let split = Split {
             root: index.root,
             class_names: index.class_names,
-            samples: Vec::with_capacity(index.samples.len()),
-            images: Vec::with_capacity(index.samples.len()),
-            skipped: Vec::new(),
+            samples: decoded
+                .kept
+                .iter()
+                .filter_map(|&i| listed[i].take())
+                .collect(),
+            skipped: decoded
+                .skipped
+                .into_iter()
+                .filter_map(|(i, why)| Some((listed[i].take()?.path, why)))
+                .collect(),
+            pixels: Arc::new(decoded.pixels),
         };
-        for (sample, result) in index.samples.into_iter().zip(decoded) {
-            match (result, cfg.on_bad_image) {
-                (Ok(image), _) => {
-                    split.samples.push(sample);
-                    split.images.push(image);
-                }
-                (Err(e), OnBadImage::Error) => return Err(e),
-                (Err(e), OnBadImage::Skip) => split.skipped.push((sample.path, reason(&e))),
-            }
-        }
         if let (true, Some((first, why))) = (split.samples.is_empty(), split.skipped.first()) {
             return Err(DatasetError::Index {
                 path: split.root,
@@ -94,7 +133,32 @@ impl Split {
                 ),
             });
         }
-        Ok(split)
+        let report = DecodeReport {
+            origin: decoded.origin,
+            warning: decoded.warning,
+        };
+        Ok((split, report))
+    }
+
+    /// Image `i` (0..255 RGB, HWC) at the configured size: from the cache, or decoded now when
+    /// the images are not kept.
+    pub fn image(&self, i: usize) -> Result<Image, DatasetError> {
+        self.pixels.image(i)
+    }
+
+    /// How the decoded images are kept.
+    pub fn residency(&self) -> Residency {
+        self.pixels.residency()
+    }
+
+    /// Bytes the decoded images take (in memory or in their mapped cache file).
+    pub fn stored_bytes(&self) -> usize {
+        self.pixels.stored_bytes()
+    }
+
+    /// The cache file the images are mapped from, if any.
+    pub fn cache_file(&self) -> Option<&Path> {
+        self.pixels.file()
     }
 
     pub fn len(&self) -> usize {
@@ -109,47 +173,53 @@ impl Split {
     ///
     /// Batches hold `plan.batch_size` samples, the last one possibly fewer. When `consume` returns
     /// `Break`, the producer stops after the batch it is building and `Break` is returned.
+    ///
+    /// An image that cannot be decoded at this point (images are decoded per batch when they
+    /// are not cached, and the file changed since) stops the pass with that error.
     pub fn for_each_batch(
         &self,
         plan: &EpochPlan<'_>,
         mut consume: impl FnMut(Batch) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
+    ) -> Result<ControlFlow<()>, DatasetError> {
         let batch_size = plan.batch_size.max(1);
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel(PREFETCH);
             scope.spawn(move || {
                 for chunk in plan.order.chunks(batch_size) {
+                    let batch = self.batch(chunk, plan);
+                    let failed = batch.is_err();
                     // A failed send means the consumer stopped and dropped the receiver.
-                    if tx.send(self.batch(chunk, plan)).is_err() {
+                    if tx.send(batch).is_err() || failed {
                         return;
                     }
                 }
             });
             for batch in rx {
-                consume(batch)?;
+                if consume(batch?).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
             }
-            ControlFlow::Continue(())
+            Ok(ControlFlow::Continue(()))
         })
     }
 
     /// The batch of the samples `indices`: augmented (training only), preprocessed, with labels.
-    fn batch(&self, indices: &[usize], plan: &EpochPlan<'_>) -> Batch {
-        let first = &self.images[indices[0]];
-        let (height, width) = (first.height, first.width);
+    fn batch(&self, indices: &[usize], plan: &EpochPlan<'_>) -> Result<Batch, DatasetError> {
+        let (height, width) = (self.pixels.height, self.pixels.width);
         let mut images = Vec::with_capacity(indices.len() * height * width * 3);
         for &i in indices {
             let start = images.len();
             match plan.augmentation {
                 Some((steps, seed, epoch)) if !steps.is_empty() => {
                     let mut stream = augment::image_stream(seed, epoch, i);
-                    let augmented = augment::apply(steps, &self.images[i], &mut stream);
+                    let augmented = augment::apply(steps, &self.image(i)?, &mut stream);
                     images.extend_from_slice(&augmented.data);
                 }
-                _ => images.extend_from_slice(&self.images[i].data),
+                _ => self.pixels.extend_into(i, &mut images)?,
             }
             preprocess(plan.preprocessing, &mut images[start..]);
         }
-        Batch {
+        Ok(Batch {
             size: indices.len(),
             height,
             width,
@@ -158,44 +228,7 @@ impl Split {
                 .iter()
                 .map(|&i| self.samples[i].label as f32)
                 .collect(),
-        }
-    }
-}
-
-/// Decode every sample, in parallel over contiguous chunks; results are in sample order.
-fn decode_all(samples: &[Sample], height: usize, width: usize) -> Vec<Result<Image, DatasetError>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = samples.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = samples
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|s| load_image(&s.path, height, width))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| match w.join() {
-                Ok(results) => results,
-                // A decoder panic is a bug, not bad input: surface it unchanged.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
-}
-
-/// Why a file was skipped, for `Split::skipped` (the path is recorded separately).
-fn reason(e: &DatasetError) -> String {
-    match e {
-        DatasetError::BadImage { message, .. } | DatasetError::Index { message, .. } => {
-            message.clone()
-        }
-        DatasetError::Io { source, .. } => format!("cannot read the file: {source}"),
-        other => other.to_string(),
+        })
     }
 }
 

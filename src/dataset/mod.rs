@@ -1,9 +1,10 @@
 //! Image data sets with Keras `image_dataset_from_directory` semantics, and the synthetic generator.
 //!
 //! The pipeline: `index` lists a class-folder directory, `decode` reads and resizes each file,
-//! `batches` keeps a decoded `Split` in memory and assembles each epoch's batches (order from
-//! `epoch_order`, augmentation for training only, preprocessing), and `Data` pairs the training
-//! and validation splits. `synthetic` writes a generated data set as ordinary class folders.
+//! `store` keeps the decoded images (a memory-mapped cache file keyed by the files' content, or
+//! memory, or nothing: decode again when used), `batches` assembles each epoch's batches of a
+//! `Split` (order from `epoch_order`, augmentation for training only, preprocessing), and `Data`
+//! pairs the training and validation splits. `synthetic` writes a generated data set as ordinary class folders.
 //!
 //! This module turns files into batches of plain `f32` pixels; it never touches the engine
 //! (`model`/`train` convert batches to tensors). Errors name the file or directory concerned.
@@ -12,11 +13,14 @@ pub mod batches;
 pub mod decode;
 pub mod index;
 mod order;
+pub mod store;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 
-pub use batches::{Batch, EpochPlan, Split};
+pub use batches::{Batch, DecodeReport, EpochPlan, Split};
+pub use index::ClassIndex;
+pub use store::{ImageCache, Residency};
 
 use crate::config::DatasetConfig;
 
@@ -127,7 +131,20 @@ impl Data {
         validation_dir: &Path,
         binary: bool,
     ) -> Result<Data, DatasetError> {
-        // Check the listings before spending time on decoding.
+        let (train, validation) = Data::index(train_dir, validation_dir, binary)?;
+        Ok(Data {
+            train: Split::decode(train, cfg)?,
+            validation: Split::decode(validation, cfg)?,
+        })
+    }
+
+    /// List both splits and check their classes (the same in both; exactly two when `binary`,
+    /// at least two otherwise), before any time is spent decoding.
+    pub fn index(
+        train_dir: &Path,
+        validation_dir: &Path,
+        binary: bool,
+    ) -> Result<(ClassIndex, ClassIndex), DatasetError> {
         let train = index::index_directory(train_dir)?;
         let validation = index::index_directory(validation_dir)?;
         if train.class_names != validation.class_names {
@@ -150,9 +167,6 @@ impl Data {
                 classes: train.class_names,
             });
         }
-        Ok(Data {
-            train: Split::decode(train, cfg)?,
-            validation: Split::decode(validation, cfg)?,
-        })
+        Ok((train, validation))
     }
 }

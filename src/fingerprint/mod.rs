@@ -170,6 +170,28 @@ pub fn manifest_of_index(
     manifest_of_samples(&index.root, &index.class_names, &index.samples, cache)
 }
 
+/// The content hash of every file of a listing, in listing order (through the stat cache, as
+/// `manifest_of_index`): what keys the decoded-image cache.
+pub fn file_hashes(
+    index: &ClassIndex,
+    cache: &mut StatCache,
+) -> Result<Vec<String>, FingerprintError> {
+    let (manifest, _) = manifest_of_index(index, cache)?;
+    let by_path: std::collections::HashMap<&str, &str> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    Ok(index
+        .samples
+        .iter()
+        .map(|s| {
+            let rel = relative_path(&index.root, &s.path);
+            by_path.get(rel.as_str()).copied().unwrap_or_default().to_string()
+        })
+        .collect())
+}
+
 /// Fingerprint the files a decoded split uses (files it skipped are left out).
 pub fn manifest_of_split(
     split: &Split,

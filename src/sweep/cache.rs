@@ -64,8 +64,7 @@ pub fn for_cell(
     if !enabled {
         return unused("disabled");
     }
-    let engine = &inputs.code.environment.engine;
-    let prefix = match features::prefix_key(network, &cfg.dataset, engine, &inputs.code.hash) {
+    let prefix = match features::prefix_key(network, &cfg.dataset) {
         Ok(Some(p)) => p,
         Ok(None) => return unused("no frozen prefix"),
         Err(e) => {

@@ -166,7 +166,7 @@ pub fn run_cell(
     let cache = super::cache::for_cell(
         &network,
         &cfg,
-        options.feature_cache,
+        options.caches,
         prepared,
         inputs,
         &options.progress,

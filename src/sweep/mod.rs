@@ -37,9 +37,12 @@ pub struct SweepOptions {
     pub retry_failed: bool,
     /// `--device`: overrides the experiment file's `device`.
     pub device: Option<crate::config::DeviceChoice>,
-    /// Train and validate from cached frozen-prefix outputs where the input is deterministic.
-    pub feature_cache: bool,
-    /// Bytes of cached features that may be held in memory; past it they are read from disk.
+    /// Reuse decoded images (`dataset::store`) and, where the input is deterministic, train and
+    /// validate from cached frozen-prefix outputs (`train::features`). Off (`--no-cache`), every
+    /// image is decoded again and the full network runs every epoch, as in the notebook.
+    pub caches: bool,
+    /// Bytes of cached images and features that may be held in memory; past it features are
+    /// read from disk, and images decoded again from their files.
     pub cache_memory: u64,
     /// Cells run at once.
     pub jobs: usize,

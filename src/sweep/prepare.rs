@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::SweepOptions;
+use crate::cache::MemoryBudget;
 use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment, Weights};
-use crate::dataset::{synthetic, Data};
+use crate::dataset::{synthetic, ClassIndex, Data, ImageCache, Residency, Split};
 use crate::fingerprint::Manifest;
 use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
@@ -47,6 +48,8 @@ pub struct Inputs {
     pub stages: BTreeMap<String, super::stage::StageOutcome>,
     /// Frozen-prefix outputs shared by the cells (and on disk, by sweeps on the same results).
     pub features: FeatureCache,
+    /// Where decoded images are cached (sharing the memory budget with `features`).
+    pub images: ImageCache,
 }
 
 impl Inputs {
@@ -110,8 +113,16 @@ pub fn fingerprint(
     progress: &super::Progress,
 ) -> anyhow::Result<PreparedData> {
     let mut cache = fingerprint::StatCache::open(&results.cache_dir());
-    let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, &mut cache)?;
-    let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, &mut cache)?;
+    fingerprint_with(data, &mut cache, progress)
+}
+
+fn fingerprint_with(
+    data: Data,
+    cache: &mut fingerprint::StatCache,
+    progress: &super::Progress,
+) -> anyhow::Result<PreparedData> {
+    let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, cache)?;
+    let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, cache)?;
     cache.save()?;
     for dup in fingerprint::duplicates_across(&train_manifest, &validation_manifest) {
         progress.line(&format!("warning: {dup}"));
@@ -125,6 +136,70 @@ pub fn fingerprint(
     })
 }
 
+/// The image cache of a sweep: files under `results/.cache/images`, memory from `budget`.
+pub fn image_cache(options: &SweepOptions, budget: std::sync::Arc<MemoryBudget>) -> ImageCache {
+    ImageCache {
+        dir: Some(options.results.cache_dir().join("images")),
+        budget,
+        enabled: options.caches,
+    }
+}
+
+/// Open a data set through the image cache and fingerprint it: list both splits (checking their
+/// classes: exactly two when `binary`), hash the files (through the stat cache), decode what
+/// the cache does not hold, and log where the images came from.
+pub fn open_data(
+    dataset: &DatasetConfig,
+    binary: bool,
+    images: &ImageCache,
+    options: &SweepOptions,
+) -> anyhow::Result<PreparedData> {
+    let (train_dir, validation_dir) = data_dirs(&dataset.source, &options.results)?;
+    if let DataSource::Synthetic(_) = dataset.source {
+        options.progress.line(&format!(
+            "synthetic data set: {}",
+            train_dir.parent().unwrap_or(&train_dir).display()
+        ));
+    }
+    let (train_index, validation_index) = Data::index(&train_dir, &validation_dir, binary)?;
+    let mut stat = fingerprint::StatCache::open(&options.results.cache_dir());
+    let mut open_split = |index: ClassIndex, name: &str| -> anyhow::Result<Split> {
+        let hashes = images
+            .enabled
+            .then(|| fingerprint::file_hashes(&index, &mut stat))
+            .transpose()?;
+        let (split, report) = Split::decode_with(index, dataset, hashes.as_deref(), images)?;
+        if let Some(warning) = &report.warning {
+            options.progress.line(&format!("warning: {warning}"));
+        }
+        let mib = split.stored_bytes() as f64 / (1 << 20) as f64;
+        let place = match (split.residency(), split.cache_file()) {
+            (Residency::Mapped, Some(file)) => {
+                let verb = match report.origin {
+                    crate::dataset::store::Origin::Cached => "reused from",
+                    crate::dataset::store::Origin::Decoded => "decoded into",
+                };
+                format!(
+                    "{verb} {} ({mib:.1} MiB, mapped)",
+                    file.file_name().unwrap_or_default().to_string_lossy()
+                )
+            }
+            (Residency::Memory, _) | (Residency::Mapped, None) => {
+                format!("decoded into memory ({mib:.1} MiB)")
+            }
+            (Residency::Files, _) => "decoded from the files each epoch (not cached)".into(),
+        };
+        options.progress.line(&format!(
+            "images ({name}): {} {place}",
+            split.len()
+        ));
+        Ok(split)
+    };
+    let train = open_split(train_index, "train")?;
+    let validation = open_split(validation_index, "validation")?;
+    fingerprint_with(Data { train, validation }, &mut stat, &options.progress)
+}
+
 /// Open and fingerprint every data set and weights file the selected cells need, before any
 /// training starts, so that a missing directory or file is reported at once.
 pub fn prepare(
@@ -132,6 +207,7 @@ pub fn prepare(
     cells: &[Cell],
     options: &SweepOptions,
 ) -> anyhow::Result<Inputs> {
+    let budget = std::sync::Arc::new(MemoryBudget::new(options.cache_memory));
     let mut inputs = Inputs {
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
@@ -139,8 +215,9 @@ pub fn prepare(
         stages: BTreeMap::new(),
         features: FeatureCache::new(
             Some(options.results.cache_dir().join("features")),
-            options.cache_memory,
+            budget.clone(),
         ),
+        images: image_cache(options, budget),
     };
     let device = crate::model::cpu();
     for cell in cells {
@@ -156,16 +233,8 @@ pub fn prepare(
             )
         };
         if let Entry::Vacant(slot) = inputs.data.entry(data_key(&cfg.dataset)) {
-            let (train, validation) = data_dirs(&cfg.dataset.source, &options.results)?;
-            if let DataSource::Synthetic(_) = cfg.dataset.source {
-                options.progress.line(&format!(
-                    "synthetic data set: {}",
-                    train.parent().unwrap_or(&train).display()
-                ));
-            }
-            let data = Data::open(&cfg.dataset, &train, &validation).with_context(context)?;
-            let prepared =
-                fingerprint(data, &options.results, &options.progress).with_context(context)?;
+            let prepared = open_data(&cfg.dataset, true, &inputs.images, options)
+                .with_context(context)?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}, hash {}",
                 prepared.data.train.len(),
@@ -179,7 +248,13 @@ pub fn prepare(
             let arch = architecture(cfg)?;
             let loaded = match experiment.stage_of(cfg) {
                 Some(stage) => {
-                    let outcome = super::stage::ensure(experiment, stage, &inputs.code, options)?;
+                    let outcome = super::stage::ensure(
+                        experiment,
+                        stage,
+                        &inputs.code,
+                        &inputs.images,
+                        options,
+                    )?;
                     let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &device)
                         .with_context(|| format!("{}: model.weights", context()))?;
                     inputs.stages.insert(stage.name.clone(), outcome);

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::prepare::{data_dirs, fingerprint, CodeState, PreparedData};
+use super::prepare::{open_data, CodeState, PreparedData};
 use super::progress::{self, Progress};
 use super::SweepOptions;
 use crate::config::{Experiment, Stage};
-use crate::dataset::Data;
+use crate::dataset::ImageCache;
 use crate::model::arch::Architecture;
 use crate::model::weights::{sha256_file, LoadedWeights};
 use crate::model::Network;
@@ -119,13 +119,12 @@ pub fn ensure(
     experiment: &Experiment,
     stage: &Stage,
     code: &CodeState,
+    images: &ImageCache,
     options: &SweepOptions,
 ) -> anyhow::Result<StageOutcome> {
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
     let cfg = &stage.config;
-    let (train, validation) = data_dirs(&cfg.dataset.source, &options.results)?;
-    let data = Data::open_multiclass(&cfg.dataset, &train, &validation).with_context(context)?;
-    let prepared = fingerprint(data, &options.results, &options.progress).with_context(context)?;
+    let prepared = open_data(&cfg.dataset, false, images, options).with_context(context)?;
     let (components, key) = stage_key(stage, &experiment.base_dir, &prepared, code);
     let dir = stage_dir(&options.results, &code.dir_name, &stage.name, &key);
     let mut announced = false;

@@ -24,12 +24,14 @@ use std::time::Instant;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{kernel_identity, MemoryBudget};
+use crate::config::hash::hex;
 use crate::config::DatasetConfig;
 use crate::dataset::batches::{EpochPlan, Split};
 use crate::model::Network;
 
 /// Bump when the file layout or the meaning of a key changes.
-const FORMAT: &str = "runner-feature-cache-v1";
+const FORMAT: &str = "runner-feature-cache-v2";
 
 /// One split's prefix outputs: `count` images of `per_image` f32 values each, in split order.
 #[derive(Debug)]
@@ -117,14 +119,11 @@ pub struct PrefixKey {
 
 /// The key of `network`'s frozen prefix (None when the first layer trains).
 ///
-/// `engine` names the engine and its version; `code` is the code-state hash, so that a change to
-/// the layers' implementation never reuses features computed by other code.
-pub fn prefix_key(
-    network: &Network,
-    dataset: &DatasetConfig,
-    engine: &str,
-    code: &str,
-) -> anyhow::Result<Option<PrefixKey>> {
+/// The key includes `cache::kernel_identity` (the hash of the sources that decode images and run
+/// the layers, the engine, the CPU's vector instructions), so a change to the layers'
+/// implementation never reuses features computed by other code, while a commit that touches
+/// only, say, the report keeps them.
+pub fn prefix_key(network: &Network, dataset: &DatasetConfig) -> anyhow::Result<Option<PrefixKey>> {
     let end = network.frozen_prefix_len();
     if end == 0 {
         return Ok(None);
@@ -135,8 +134,9 @@ pub fn prefix_key(
         .map(|l| format!("{}:{:?}:{:?}", l.name, l.kind, l.output))
         .collect();
     let text = format!(
-        "{FORMAT}\nengine {engine}\ndevice {:?}\ndtype f32\ncode {code}\ninput {:?}\n\
+        "{FORMAT}\n{}device {:?}\ndtype f32\ninput {:?}\n\
          preprocessing {:?}\nlayers {}\nparameters {}\n",
+        kernel_identity(),
         network.device(),
         arch.input,
         dataset.preprocessing,
@@ -162,37 +162,31 @@ pub fn split_key(split: &Split, manifest_root: &str) -> String {
     hex(&hasher.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 type Slot = Arc<Mutex<Option<Arc<FeatureSet>>>>;
 
 /// The cache shared by the cells of a sweep (and, on disk, by sweeps on the same results).
 pub struct FeatureCache {
     /// `results/.cache/features`, or None for memory only.
     dir: Option<PathBuf>,
-    /// Bytes of feature values that may be held in memory.
-    budget: u64,
-    used: Mutex<u64>,
+    /// Bytes of feature values that may be held in memory (shared with the image cache).
+    budget: Arc<MemoryBudget>,
     /// One slot per (prefix key, split key); a slot is locked while its set is computed, so two
     /// cells running at once never compute the same set twice.
     slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl FeatureCache {
-    pub fn new(dir: Option<PathBuf>, budget: u64) -> Self {
+    pub fn new(dir: Option<PathBuf>, budget: Arc<MemoryBudget>) -> Self {
         FeatureCache {
             dir,
             budget,
-            used: Mutex::new(0),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Bytes held in memory now.
+    /// Bytes held in memory now, by this cache and the others sharing its budget.
     pub fn memory_used(&self) -> u64 {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+        self.budget.used()
     }
 
     /// The prefix outputs of `split` under `prefix`: from memory, from disk, or computed now
@@ -221,7 +215,7 @@ impl FeatureCache {
         }
         let per_image = network.prefix_output_len(prefix.end);
         let bytes = (split.len() * per_image * 4) as u64;
-        let fits = self.reserve(bytes);
+        let fits = self.budget.reserve(bytes);
         let file = self
             .dir
             .as_ref()
@@ -243,7 +237,9 @@ impl FeatureCache {
             )? {
                 Some(set) => (set, Origin::Computed),
                 None => {
-                    self.release(bytes, fits);
+                    if fits {
+                        self.budget.release(bytes);
+                    }
                     return Ok(None);
                 }
             },
@@ -251,24 +247,6 @@ impl FeatureCache {
         let set = Arc::new(set);
         *slot = Some(set.clone());
         Ok(Some((set, origin)))
-    }
-
-    /// Take `bytes` of the memory budget if they fit.
-    fn reserve(&self, bytes: u64) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used + bytes <= self.budget {
-            *used += bytes;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn release(&self, bytes: u64, reserved: bool) {
-        if reserved {
-            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            *used -= bytes;
-        }
     }
 }
 
@@ -340,7 +318,7 @@ fn compute(
         augmentation: None,
     };
     let mut failure = None;
-    let _ = split.for_each_batch(&plan, |batch| {
+    let flow = split.for_each_batch(&plan, |batch| {
         let mut step = || -> anyhow::Result<()> {
             let out = network.forward_prefix(&batch.images, batch.size, end)?;
             if let Some((w, path, _)) = writer.as_mut() {
@@ -362,6 +340,9 @@ fn compute(
             }
         }
     });
+    if let Err(e) = flow {
+        failure.get_or_insert(e.into());
+    }
     if let Some(e) = failure {
         if let Some((_, tmp, _)) = writer {
             let _ = std::fs::remove_file(tmp);
@@ -425,45 +406,6 @@ fn open_temp(path: &Path) -> anyhow::Result<TempWriter> {
     ))
 }
 
-/// The default memory budget: half of what the kernel says is available (`MemAvailable`), or
-/// 2 GiB where that cannot be read.
-pub fn default_memory_budget() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        });
-    available.map_or(2 << 30, |bytes| bytes / 2)
-}
-
-/// Parse a memory size: a number with an optional unit (B, KiB, MiB, GiB, TiB, or K, M, G, T,
-/// KB, MB, GB, TB, all powers of 1024), e.g. `4GiB`, `512M`, `0`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (expected e.g. 4GiB, 512MiB or 0)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)"
-            ))
-        }
-    };
-    Ok((value * scale as f64) as u64)
-}
-
 /// Time a closure, for the log.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let started = Instant::now();
@@ -474,20 +416,6 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units_and_bad_ones_say_what_is_expected() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5 kb"), Ok(1536));
-        assert!(parse_size("lots")
-            .unwrap_err()
-            .contains("expected e.g. 4GiB"));
-        assert!(parse_size("3 parsecs")
-            .unwrap_err()
-            .contains("unknown unit"));
-    }
 
     #[test]
     fn a_set_read_from_its_file_gathers_what_the_memory_copy_does() {

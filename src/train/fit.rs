@@ -130,7 +130,7 @@ impl Fit<'_> {
             };
             let flow = match features.train {
                 Some(set) => for_each_feature_batch(set, train, &plan, step)?,
-                None => train.for_each_batch(&plan, step),
+                None => train.for_each_batch(&plan, step)?,
             };
             if let Some(e) = failure {
                 return Err(e);
@@ -248,7 +248,7 @@ fn evaluate_from(
     };
     let _ = match features {
         Some((_, set)) => for_each_feature_batch(set, split, &plan, consume)?,
-        None => split.for_each_batch(&plan, consume),
+        None => split.for_each_batch(&plan, consume)?,
     };
     match failure {
         Some(e) => Err(e),
@@ -295,7 +295,7 @@ mod tests {
 
     fn split(n: usize) -> Split {
         let mut rng = crate::rng::stream(5, "test-images");
-        let images = (0..n)
+        let images: Vec<Image> = (0..n)
             .map(|_| {
                 let mut img = Image::new(32, 32);
                 img.data
@@ -304,18 +304,17 @@ mod tests {
                 img
             })
             .collect();
-        Split {
-            root: "mem".into(),
-            class_names: vec!["a".into(), "b".into()],
-            samples: (0..n)
+        Split::from_images(
+            "mem".into(),
+            vec!["a".into(), "b".into()],
+            (0..n)
                 .map(|i| Sample {
                     path: format!("{i}.png").into(),
                     label: (i % 2) as u32,
                 })
                 .collect(),
-            images,
-            skipped: vec![],
-        }
+            &images,
+        )
     }
 
     fn dataset(augmentation: Vec<AugmentStep>) -> DatasetConfig {
@@ -363,10 +362,12 @@ mod tests {
             augmentation,
         };
         let mut out = Vec::new();
-        let _ = split.for_each_batch(&plan, |b| {
-            out.push(b);
-            ControlFlow::Continue(())
-        });
+        let _ = split
+            .for_each_batch(&plan, |b| {
+                out.push(b);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
         out
     }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 use super::*;
+use crate::config::OnBadImage;
 use crate::config::{DataSource, ShuffleMode};
 use crate::dataset::Data;
 
@@ -24,33 +25,34 @@ fn config(on_bad_image: OnBadImage) -> DatasetConfig {
 
 /// Sample `i` is a 2x3 image whose values are `i * 18 + k` for k = 0..18, label `i % 2`.
 fn in_memory_split(n: usize) -> Split {
-    let images = (0..n)
+    let images: Vec<Image> = (0..n)
         .map(|i| Image {
             height: 2,
             width: 3,
             data: (0..18).map(|k| (i * 18 + k) as f32).collect(),
         })
         .collect();
-    Split {
-        root: PathBuf::from("memory"),
-        class_names: vec!["a".into(), "b".into()],
-        samples: (0..n)
+    Split::from_images(
+        PathBuf::from("memory"),
+        vec!["a".into(), "b".into()],
+        (0..n)
             .map(|i| Sample {
                 path: PathBuf::from(format!("memory/{i}.png")),
                 label: (i % 2) as u32,
             })
             .collect(),
-        images,
-        skipped: Vec::new(),
-    }
+        &images,
+    )
 }
 
 fn collect(split: &Split, plan: &EpochPlan<'_>) -> Vec<Batch> {
     let mut batches = Vec::new();
-    let flow = split.for_each_batch(plan, |b| {
-        batches.push(b);
-        ControlFlow::Continue(())
-    });
+    let flow = split
+        .for_each_batch(plan, |b| {
+            batches.push(b);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
     assert_eq!(flow, ControlFlow::Continue(()));
     batches
 }
@@ -124,14 +126,16 @@ fn break_stops_the_producer_and_is_returned() {
     // Many batches: a producer that kept going would block on the full channel forever.
     let order: Vec<usize> = (0..30_000).map(|i| i % 3).collect();
     let mut seen = 0;
-    let flow = split.for_each_batch(&plan(order, 1), |_| {
-        seen += 1;
-        if seen == 2 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
+    let flow = split
+        .for_each_batch(&plan(order, 1), |_| {
+            seen += 1;
+            if seen == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
     assert_eq!(flow, ControlFlow::Break(()));
     assert_eq!(seen, 2);
 }
@@ -162,7 +166,8 @@ fn open_decodes_every_file_in_index_order_at_the_configured_size() {
     assert_eq!(split.class_names, vec!["cats", "dogs"]);
     assert_eq!(split.len(), 9);
     assert!(split.skipped.is_empty());
-    for (i, (sample, image)) in split.samples.iter().zip(&split.images).enumerate() {
+    for (i, sample) in split.samples.iter().enumerate() {
+        let image = split.image(i).unwrap();
         assert_eq!(
             sample.path,
             dir.path()
@@ -197,7 +202,7 @@ fn bad_images_stop_the_run_or_are_skipped_and_recorded() {
 
     let split = Split::open(dir.path(), &config(OnBadImage::Skip)).unwrap();
     assert_eq!(split.len(), 7);
-    assert_eq!(split.images.len(), 7);
+    assert_eq!(split.samples.len(), 7);
     assert!(!split
         .samples
         .iter()
@@ -218,7 +223,7 @@ fn bad_images_stop_the_run_or_are_skipped_and_recorded() {
         ]
     );
     // The remaining images still line up with their samples.
-    let last = split.images.last().unwrap();
+    let last = split.image(6).unwrap();
     assert_eq!(&last.data[..3], &[90.0, 191.0, 7.0]);
 }
 

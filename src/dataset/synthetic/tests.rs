@@ -154,10 +154,11 @@ fn classes_are_not_separable_by_mean_brightness() {
     let data = Data::open(&config(32), &train, &validation).unwrap();
     let mut means: Vec<(f32, u32)> = data
         .train
-        .images
+        .samples
         .iter()
-        .zip(&data.train.samples)
-        .map(|(img, s)| {
+        .enumerate()
+        .map(|(i, s)| {
+            let img = data.train.image(i).unwrap();
             (
                 img.data.iter().sum::<f32>() / img.data.len() as f32,
                 s.label,
