@@ -1,4 +1,5 @@
-//! The frozen-prefix feature cache and `--jobs`: execution details that must not change a number.
+//! The decoded-image and frozen-prefix feature caches and `--jobs`: execution details that must
+//! not change a number.
 
 use super::*;
 
@@ -52,10 +53,11 @@ fn assert_same(a: &Path, b: &Path) {
     }
 }
 
-/// Training from cached prefix outputs gives bitwise the metrics and model of the full network,
-/// for the head-only cells (cached block5 outputs), block5 fine-tuning (cached block4 outputs)
-/// and augmented cells (cached validation only); with a zero memory budget the features are
-/// read from disk per batch, and a later sweep reads them back from disk.
+/// Training from cached prefix outputs and cached decoded images gives bitwise the metrics and
+/// model of decoding every image and running the full network every epoch (`--no-cache`), for
+/// the head-only cells (cached block5 outputs), block5 fine-tuning (cached block4 outputs) and
+/// augmented cells (cached validation only); with a zero memory budget the features are read
+/// from disk per batch, and a later sweep reads images and features back from disk.
 #[test]
 fn cached_features_give_bitwise_the_results_of_the_full_network() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,6 +69,20 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     let log = sweep(&exp, &cached, &[]);
     assert_same(&full, &cached);
     assert!(!log_full.contains("feature cache:"), "{log_full}");
+    assert_eq!(
+        log_full
+            .matches("decoded from the files each epoch (not cached)")
+            .count(),
+        2,
+        "{log_full}"
+    );
+    assert!(!full.join(".cache/images").exists());
+    assert!(log.contains("images (train): 24 decoded into "), "{log}");
+    let stores = std::fs::read_dir(cached.join(".cache/images"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "pixels")
+        .count();
+    assert_eq!(stores, 2, "one store per split");
 
     // Seeds share nothing here (weights = "none": the frozen layers are initialised from the
     // seed), so each non-augmented cell computes its training features once.
@@ -108,6 +124,8 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     // A second sweep finds the features on disk.
     let again = sweep(&exp, &on_disk, &["--force", "--cache-memory", "1GiB"]);
     assert!(again.contains("read from disk"), "{again}");
+    assert!(again.contains("images (train): 24 reused from "), "{again}");
+    assert!(again.contains("images (validation): "), "{again}");
     assert!(!again.contains("computed in"), "{again}");
     assert_same(&full, &on_disk);
 }
