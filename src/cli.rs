@@ -289,7 +289,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 force,
                 retry_failed,
                 device,
-                caches: !no_cache,
+                image_cache: !no_cache,
+                feature_cache: !no_cache,
                 cache_memory: cache_memory
                     .unwrap_or_else(crate::cache::default_memory_budget),
                 jobs: jobs as usize,

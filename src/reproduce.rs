@@ -154,7 +154,8 @@ fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOpti
         force,
         retry_failed: false,
         device: None,
-        caches: true,
+        image_cache: true,
+        feature_cache: true,
         cache_memory: crate::cache::default_memory_budget(),
         jobs: 1,
     }

@@ -354,6 +354,22 @@ fn process_cpu_seconds() -> Option<f64> {
     None
 }
 
+/// Peak resident memory (VmHWM) of this process since it started or since the last
+/// `reset_peak_memory`, in bytes (Linux only).
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Start a new peak-memory measurement (Linux: writing 5 to `/proc/self/clear_refs` resets
+/// VmHWM to the current resident size). False when that is not possible: the next peak then
+/// covers the whole process so far.
+pub fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The results as an aligned text table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();

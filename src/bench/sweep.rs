@@ -1,9 +1,19 @@
-//! End-to-end sweep benchmarks: whole sweeps on generated data, with and without the caches
-//! (frozen-prefix features; `--no-cache` turns them off), timed from data loading to the last
-//! cell, each in a fresh results directory so that nothing is reused from an earlier run.
+//! End-to-end sweep benchmarks: whole sweeps on generated data, timed from data loading to the
+//! last cell, with peak resident memory, in four set-ups:
+//! - `none`: no caches (`--no-cache`): every image decoded again each epoch and the full
+//!   network run every epoch, as the notebook does;
+//! - `images`: the decoded-image cache only;
+//! - `all`: decoded images and frozen-prefix features (the default), `--jobs` cells at once;
+//! - `all-warm`: the same sweep again on the same results (`--force`): images and features come
+//!   from the caches on disk, as for a user who reruns or extends a matrix.
+//!
+//! The first three start from an empty results directory, so nothing is reused from an earlier
+//! run.
 //!
 //! The lecture-shaped sweep is the notebook's matrix (feature extraction and block-5 fine-tuning,
-//! each with and without augmentation, several seeds) on generated 150x150 images. Its conv base
+//! each with and without augmentation, several seeds) on generated 150x150 images; it is also
+//! timed without its augmented variants (`lecture-noaug`), where the feature cache applies to
+//! every cell. Its conv base
 //! comes from a weights file, as the lecture's does from ImageNet weights, so cells with the same
 //! frozen prefix share features across seeds and variants. The width of the network is a
 //! parameter: full VGG16 widths take hours per sweep on a small CPU, and the speedup from the
@@ -62,7 +72,7 @@ impl Default for SweepBenchOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub sweep: String,
-    /// "none" or "features"
+    /// "none", "images", "all" or "all-warm" (see the module docs).
     pub caches: String,
     pub cells: usize,
     /// Images through the network (or its cached suffix): cells x epochs x (train + validation).
@@ -71,6 +81,8 @@ pub struct Row {
     pub images_per_second: f64,
     /// Time without caches over this row's time (1 for the rows without).
     pub speedup: f64,
+    /// Peak resident memory during the sweep, MiB (None where it cannot be measured).
+    pub peak_mib: Option<f64>,
 }
 
 /// Run the sweep benchmarks and return their rows (lecture-shaped, then demo).
@@ -79,27 +91,49 @@ pub fn run_sweep_benchmarks(opts: &SweepBenchOptions) -> anyhow::Result<Vec<Row>
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let mut rows = Vec::new();
     let lecture = lecture_experiment(opts)?;
-    rows.extend(compare("lecture-shaped", &lecture, opts)?);
+    rows.extend(compare("lecture-shaped", &lecture, &[], opts)?);
+    let plain = ["feature_extraction".to_string(), "fine_tuning".to_string()];
+    rows.extend(compare("lecture-noaug", &lecture, &plain, opts)?);
     if opts.demo {
         let demo = config::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?;
-        rows.extend(compare("demo", &demo, opts)?);
+        rows.extend(compare("demo", &demo, &[], opts)?);
     }
     Ok(rows)
 }
 
-/// The same sweep without and with the caches, each in a fresh results directory (the data set
-/// is generated beforehand, outside the timing).
+/// The set-ups of the module docs: (name, image cache, feature cache, warm).
+const SETUPS: [(&str, bool, bool, bool); 4] = [
+    ("none", false, false, false),
+    ("images", true, false, false),
+    ("all", true, true, false),
+    ("all-warm", true, true, true),
+];
+
+/// The sweep (its `variants`, or all when empty) in each set-up, each but the warm one in a
+/// fresh results directory (the data set is generated beforehand, outside the timing).
 fn compare(
     name: &str,
     experiment: &config::Experiment,
+    variants: &[String],
     opts: &SweepBenchOptions,
 ) -> anyhow::Result<Vec<Row>> {
     let data_root = opts.work_dir.join("data");
     let mut rows = Vec::new();
     let mut baseline = None;
-    for (caches, jobs) in [("none", 1), ("features", opts.jobs.max(1))] {
-        let results = opts.work_dir.join(format!("{name}-{caches}"));
-        let _ = std::fs::remove_dir_all(&results);
+    let mut previous: Option<PathBuf> = None;
+    for (caches, image_cache, feature_cache, warm) in SETUPS {
+        let jobs = if feature_cache { opts.jobs.max(1) } else { 1 };
+        let results = match (&previous, warm) {
+            (Some(dir), true) => dir.clone(),
+            _ => opts.work_dir.join(format!("{name}-{caches}")),
+        };
+        if let Some(old) = previous.take().filter(|old| *old != results) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        previous = Some(results.clone());
+        if !warm {
+            let _ = std::fs::remove_dir_all(&results);
+        }
         let layout = ResultsLayout::new(results.clone());
         // Share the generated images between the runs: link the data folder into each.
         for v in &experiment.variants {
@@ -108,24 +142,31 @@ fn compare(
             }
         }
         std::fs::create_dir_all(&results)?;
-        link_dir(&std::fs::canonicalize(&data_root)?, &layout.datasets_dir())?;
+        if !warm {
+            link_dir(&std::fs::canonicalize(&data_root)?, &layout.datasets_dir())?;
+        }
         let options = SweepOptions {
             results: layout,
-            variants: vec![],
+            variants: variants.to_vec(),
             seeds: vec![],
             epochs: None,
             progress: Progress::Quiet,
             force: true,
             retry_failed: false,
-            caches: caches != "none",
+            image_cache,
+            feature_cache,
             cache_memory: crate::cache::default_memory_budget(),
             jobs,
             device: Some(crate::config::DeviceChoice::Cpu),
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let peak_known = super::reset_peak_memory();
         let started = Instant::now();
         let results_of = sweep::run(experiment, &options, &stop)?;
         let seconds = started.elapsed().as_secs_f64();
+        let peak_mib = super::peak_memory_bytes()
+            .filter(|_| peak_known)
+            .map(|b| b as f64 / (1 << 20) as f64);
         if let Some(bad) = results_of
             .iter()
             .find(|r| r.status.is_none() || r.message.is_some())
@@ -155,8 +196,11 @@ fn compare(
             seconds,
             images_per_second: images as f64 / seconds,
             speedup: base / seconds,
+            peak_mib,
         });
-        let _ = std::fs::remove_dir_all(&results);
+    }
+    if let Some(last) = previous {
+        let _ = std::fs::remove_dir_all(last);
     }
     Ok(rows)
 }
@@ -275,13 +319,14 @@ training.trainable_from = "block5_conv1"
 /// The rows as a table for the terminal.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<16} {:<9} {:>5} {:>8} {:>9} {:>9} {:>8}\n",
-        "sweep", "caches", "cells", "images", "seconds", "images/s", "speedup"
+        "{:<16} {:<9} {:>5} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
+        "sweep", "caches", "cells", "images", "seconds", "images/s", "speedup", "peak MiB"
     );
     for r in rows {
+        let peak = r.peak_mib.map_or("-".to_string(), |m| format!("{m:.0}"));
         out.push_str(&format!(
-            "{:<16} {:<9} {:>5} {:>8} {:>9.1} {:>9.1} {:>7.2}x\n",
-            r.sweep, r.caches, r.cells, r.images, r.seconds, r.images_per_second, r.speedup
+            "{:<16} {:<9} {:>5} {:>8} {:>9.1} {:>9.1} {:>7.2}x {:>9}\n",
+            r.sweep, r.caches, r.cells, r.images, r.seconds, r.images_per_second, r.speedup, peak
         ));
     }
     out
@@ -298,6 +343,7 @@ pub fn write_csv(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         "seconds",
         "images_per_second",
         "speedup",
+        "peak_mib",
     ])?;
     for r in rows {
         w.write_record([
@@ -308,9 +354,69 @@ pub fn write_csv(rows: &[Row], path: &Path) -> anyhow::Result<()> {
             format!("{:.3}", r.seconds),
             format!("{:.2}", r.images_per_second),
             format!("{:.3}", r.speedup),
+            r.peak_mib.map_or(String::new(), |m| format!("{m:.1}")),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
     write_atomic(path, &bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sweep_runs_in_every_setup_and_the_work_dir_is_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SweepBenchOptions {
+            work_dir: dir.path().join("bench"),
+            channels: [2, 2, 2, 2, 2],
+            image_size: 32,
+            train_images: 8,
+            validation_images: 4,
+            seeds: 1,
+            epochs: 1,
+            demo: false,
+            jobs: 1,
+        };
+        let rows = run_sweep_benchmarks(&opts).unwrap();
+        let got: Vec<(&str, &str, usize, usize)> = rows
+            .iter()
+            .map(|r| (r.sweep.as_str(), r.caches.as_str(), r.cells, r.images))
+            .collect();
+        let mut want = Vec::new();
+        for (sweep, cells) in [("lecture-shaped", 4), ("lecture-noaug", 2)] {
+            for caches in ["none", "images", "all", "all-warm"] {
+                // One epoch over 8 + 4 images per cell.
+                want.push((sweep, caches, cells, cells * 12));
+            }
+        }
+        assert_eq!(got, want);
+        for r in &rows {
+            assert!(r.seconds > 0.0, "{r:?}");
+            if r.caches == "none" {
+                assert_eq!(r.speedup, 1.0, "{r:?}");
+            }
+            if cfg!(target_os = "linux") {
+                assert!(r.peak_mib.is_some_and(|m| m > 1.0), "{r:?}");
+            }
+        }
+        // Only the generated data and the experiment are left behind.
+        let mut left: Vec<String> = std::fs::read_dir(&opts.work_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["conv-base.safetensors", "data", "lecture_bench.toml"],
+            "{left:?}"
+        );
+        let csv = dir.path().join("rows.csv");
+        write_csv(&rows, &csv).unwrap();
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert!(text.starts_with("sweep,caches,cells,images,seconds,images_per_second,speedup,peak_mib\n"));
+        assert_eq!(text.lines().count(), 9);
+    }
 }

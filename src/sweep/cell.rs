@@ -166,7 +166,7 @@ pub fn run_cell(
     let cache = super::cache::for_cell(
         &network,
         &cfg,
-        options.caches,
+        options.feature_cache,
         prepared,
         inputs,
         &options.progress,

@@ -37,10 +37,12 @@ pub struct SweepOptions {
     pub retry_failed: bool,
     /// `--device`: overrides the experiment file's `device`.
     pub device: Option<crate::config::DeviceChoice>,
-    /// Reuse decoded images (`dataset::store`) and, where the input is deterministic, train and
-    /// validate from cached frozen-prefix outputs (`train::features`). Off (`--no-cache`), every
-    /// image is decoded again and the full network runs every epoch, as in the notebook.
-    pub caches: bool,
+    /// Reuse decoded images (`dataset::store`). Off (`--no-cache`), every image is decoded
+    /// again each time it is used, as in the notebook.
+    pub image_cache: bool,
+    /// Where the input is deterministic, train and validate from cached frozen-prefix outputs
+    /// (`train::features`). Off (`--no-cache`), the full network runs every epoch.
+    pub feature_cache: bool,
     /// Bytes of cached images and features that may be held in memory; past it features are
     /// read from disk, and images decoded again from their files.
     pub cache_memory: u64,

@@ -141,7 +141,7 @@ pub fn image_cache(options: &SweepOptions, budget: std::sync::Arc<MemoryBudget>)
     ImageCache {
         dir: Some(options.results.cache_dir().join("images")),
         budget,
-        enabled: options.caches,
+        enabled: options.image_cache,
     }
 }
 
