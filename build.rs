@@ -10,13 +10,14 @@ use sha2::{Digest, Sha256};
 
 /// The sources whose behaviour the caches depend on: decoding, resizing and preprocessing
 /// (`dataset`), the layers and their kernels (`model`), and the cache code itself. A change to
-/// any of them, or to a locked dependency, gives new cache keys; a change anywhere else (the
+/// any of them, or to the dependencies (Cargo.toml, Cargo.lock), gives new cache keys; a change anywhere else (the
 /// report, the CLI) keeps the caches valid.
 const KERNEL_SOURCES: [&str; 3] = ["src/dataset", "src/model", "src/train/features.rs"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=Cargo.toml");
 
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = Command::new(&rustc)
@@ -38,9 +39,13 @@ fn main() {
 
     let root = Path::new(&manifest_dir);
     let mut hasher = Sha256::new();
-    if let Ok(lock) = std::fs::read(root.join("Cargo.lock")) {
-        hasher.update(b"Cargo.lock\n");
-        hasher.update(&lock);
+    // Cargo.toml too: a dependency's features (e.g. which image formats decode) can change
+    // without Cargo.lock changing.
+    for manifest in ["Cargo.toml", "Cargo.lock"] {
+        if let Ok(bytes) = std::fs::read(root.join(manifest)) {
+            hasher.update(format!("{manifest} {}\n", bytes.len()).as_bytes());
+            hasher.update(&bytes);
+        }
     }
     for source in KERNEL_SOURCES {
         println!("cargo:rerun-if-changed={source}");

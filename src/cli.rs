@@ -207,8 +207,9 @@ pub enum Command {
     /// and GFLOP per wall-clock second and per CPU-second (user + system time of all threads).
     Bench(crate::bench::BenchArgs),
     /// End-to-end sweep benchmarks: a lecture-shaped sweep (150x150 generated images, 4 variants
-    /// x 2 seeds) and the demo, each with and without the feature cache; prints a table and
-    /// writes CSV.
+    /// x 2 seeds), the same without its augmented variants, and the demo, each without caches,
+    /// with decoded images cached, with both caches, and rerun on warm caches; prints seconds,
+    /// speedup and peak memory, and writes CSV.
     BenchSweep {
         /// Scratch directory for the generated data and the timed sweeps.
         #[arg(long, value_name = "DIR", default_value = "results/.bench")]
@@ -291,8 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 device,
                 image_cache: !no_cache,
                 feature_cache: !no_cache,
-                cache_memory: cache_memory
-                    .unwrap_or_else(crate::cache::default_memory_budget),
+                cache_memory: cache_memory.unwrap_or_else(crate::cache::default_memory_budget),
                 jobs: jobs as usize,
             };
             let results = sweep::run(&experiment, &options, &stop)?;
@@ -603,6 +603,33 @@ pub fn describe(experiment: &Experiment) -> anyhow::Result<String> {
     }
     let seeds: Vec<String> = experiment.seeds.iter().map(u64::to_string).collect();
     out.push_str(&format!("  seeds: {}\n", seeds.join(", ")));
+    if let Some(stage) = &experiment.pretrain {
+        let users: Vec<&str> = experiment
+            .variants
+            .iter()
+            .filter(|v| experiment.stage_of(&v.config).is_some())
+            .map(|v| v.name.as_str())
+            .collect();
+        let [h, w] = stage.config.dataset.image_size;
+        let data = match &stage.config.dataset.source {
+            crate::config::DataSource::Directories { train, .. } => {
+                format!("the class folders of {}", train.display())
+            }
+            crate::config::DataSource::Synthetic(_) => "a generated source task".to_string(),
+        };
+        out.push_str(&format!(
+            "  [{}] stage: trains every layer from scratch on {data} at {h}x{w}, {} epochs, \
+             seed {}, before any cell; its conv base is the weights of {}\n",
+            stage.name,
+            stage.config.training.epochs,
+            stage.seed,
+            if users.is_empty() {
+                "no variant (it will not run)".to_string()
+            } else {
+                users.join(", ")
+            }
+        ));
+    }
     Ok(out)
 }
 

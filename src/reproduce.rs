@@ -131,7 +131,7 @@ pub fn current_key(
         seed,
     }];
     let options = options(results.clone(), Progress::Quiet, false);
-    let inputs = prepare::prepare(experiment, &cells, &options)?;
+    let inputs = prepare::prepare(experiment, &cells, &options, None)?;
     let cfg = &variant.config;
     Ok(run_key(
         cfg,
@@ -369,8 +369,8 @@ pub fn reproduce(
         variant: rec.variant.clone(),
         seed: rec.seed,
     }];
-    let inputs = prepare::prepare(&experiment, &cells, &options)?;
     let device = crate::sweep::open_device(&experiment, &options)?;
+    let inputs = prepare::prepare(&experiment, &cells, &options, Some(&device))?;
     if device.info.kind != rec.device {
         progress.line(&format!(
             "note: the run was recorded on {}, this check runs on {}: expect float32 rounding differences (use --tolerance)",

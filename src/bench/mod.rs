@@ -363,6 +363,14 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Resident memory of this process now (VmRSS), in bytes (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Start a new peak-memory measurement (Linux: writing 5 to `/proc/self/clear_refs` resets
 /// VmHWM to the current resident size). False when that is not possible: the next peak then
 /// covers the whole process so far.

@@ -81,8 +81,12 @@ pub struct Row {
     pub images_per_second: f64,
     /// Time without caches over this row's time (1 for the rows without).
     pub speedup: f64,
-    /// Peak resident memory during the sweep, MiB (None where it cannot be measured).
+    /// Peak resident memory during the sweep, MiB (None where it cannot be measured). It
+    /// includes the pages of memory-mapped cache files that were touched.
     pub peak_mib: Option<f64>,
+    /// Resident memory when the sweep started (what earlier rows left: the allocator keeps
+    /// freed memory), MiB.
+    pub start_mib: Option<f64>,
 }
 
 /// Run the sweep benchmarks and return their rows (lecture-shaped, then demo).
@@ -161,6 +165,7 @@ fn compare(
         };
         let stop = Arc::new(AtomicBool::new(false));
         let peak_known = super::reset_peak_memory();
+        let start_mib = super::resident_memory_bytes().map(|b| b as f64 / (1 << 20) as f64);
         let started = Instant::now();
         let results_of = sweep::run(experiment, &options, &stop)?;
         let seconds = started.elapsed().as_secs_f64();
@@ -197,6 +202,7 @@ fn compare(
             images_per_second: images as f64 / seconds,
             speedup: base / seconds,
             peak_mib,
+            start_mib,
         });
     }
     if let Some(last) = previous {
@@ -319,14 +325,30 @@ training.trainable_from = "block5_conv1"
 /// The rows as a table for the terminal.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<16} {:<9} {:>5} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
-        "sweep", "caches", "cells", "images", "seconds", "images/s", "speedup", "peak MiB"
+        "{:<16} {:<9} {:>5} {:>8} {:>9} {:>9} {:>8} {:>9} {:>10}\n",
+        "sweep",
+        "caches",
+        "cells",
+        "images",
+        "seconds",
+        "images/s",
+        "speedup",
+        "peak MiB",
+        "start MiB"
     );
+    let mib = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:.0}"));
     for r in rows {
-        let peak = r.peak_mib.map_or("-".to_string(), |m| format!("{m:.0}"));
         out.push_str(&format!(
-            "{:<16} {:<9} {:>5} {:>8} {:>9.1} {:>9.1} {:>7.2}x {:>9}\n",
-            r.sweep, r.caches, r.cells, r.images, r.seconds, r.images_per_second, r.speedup, peak
+            "{:<16} {:<9} {:>5} {:>8} {:>9.1} {:>9.1} {:>7.2}x {:>9} {:>10}\n",
+            r.sweep,
+            r.caches,
+            r.cells,
+            r.images,
+            r.seconds,
+            r.images_per_second,
+            r.speedup,
+            mib(r.peak_mib),
+            mib(r.start_mib)
         ));
     }
     out
@@ -344,6 +366,7 @@ pub fn write_csv(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         "images_per_second",
         "speedup",
         "peak_mib",
+        "start_mib",
     ])?;
     for r in rows {
         w.write_record([
@@ -355,6 +378,7 @@ pub fn write_csv(rows: &[Row], path: &Path) -> anyhow::Result<()> {
             format!("{:.2}", r.images_per_second),
             format!("{:.3}", r.speedup),
             r.peak_mib.map_or(String::new(), |m| format!("{m:.1}")),
+            r.start_mib.map_or(String::new(), |m| format!("{m:.1}")),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -416,7 +440,9 @@ mod tests {
         let csv = dir.path().join("rows.csv");
         write_csv(&rows, &csv).unwrap();
         let text = std::fs::read_to_string(&csv).unwrap();
-        assert!(text.starts_with("sweep,caches,cells,images,seconds,images_per_second,speedup,peak_mib\n"));
+        assert!(text.starts_with(
+            "sweep,caches,cells,images,seconds,images_per_second,speedup,peak_mib,start_mib\n"
+        ));
         assert_eq!(text.lines().count(), 9);
     }
 }

@@ -15,12 +15,16 @@
 //!   describing it), written to a temporary name and renamed, then memory-mapped. Its pages
 //!   belong to the kernel's page cache: shared between cells, sweeps and processes, evicted
 //!   under memory pressure and read back on demand, so they never count against the budget.
-//! * `Memory`: without a cache directory (or when it cannot be written), within the memory
-//!   budget.
-//! * `Files`: caching turned off (`--no-cache`), or neither of the above possible: every image
-//!   is decoded from its file again each time a batch needs it, as the notebook's `tf.data`
-//!   pipeline does. Every file is still decoded once up front, so a broken file is reported (or
-//!   skipped) before training starts.
+//! * `Memory`: without a cache directory (or when no file can be created in it), within the
+//!   memory budget.
+//! * `Files`: caching turned off (`--no-cache`), or neither of the above possible (the images
+//!   exceed the budget, or writing the cache file failed part-way): every image is decoded from
+//!   its file again each time a batch needs it, as the notebook's `tf.data` pipeline does. Every
+//!   file is still decoded once up front, so a broken file is reported (or skipped) before
+//!   training starts, and a file that changes afterwards is an error.
+//!
+//! A split with a file skipped for a reason that may pass (an I/O error rather than bad
+//! content) is cached for this sweep only: its store is not published for later sweeps.
 
 use std::fs::File;
 use std::io::Write;
@@ -117,16 +121,42 @@ enum Storage {
         /// The budget the bytes were reserved from, given back on drop.
         budget: Arc<MemoryBudget>,
     },
-    /// Decode `paths[i]` each time image `i` is used.
-    Files { paths: Vec<PathBuf> },
+    /// Decode `files[i]` each time image `i` is used.
+    Files {
+        files: Vec<Source>,
+    },
+}
+
+/// A file decoded each time it is used, and its size and modification time when it was first
+/// decoded: a file that changes during the sweep is an error, not silently other data.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+impl Source {
+    fn of(path: &Path) -> Source {
+        Source {
+            path: path.to_path_buf(),
+            stamp: stamp(path),
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Storage::Mapped { path, map } => write!(f, "Mapped({}, {} bytes)", path.display(), map.len()),
+            Storage::Mapped { path, map } => {
+                write!(f, "Mapped({}, {} bytes)", path.display(), map.len())
+            }
             Storage::Memory { bytes, .. } => write!(f, "Memory({} bytes)", bytes.len()),
-            Storage::Files { paths } => write!(f, "Files({})", paths.len()),
+            Storage::Files { files } => write!(f, "Files({})", files.len()),
         }
     }
 }
@@ -195,8 +225,19 @@ impl Pixels {
         let bytes: &[u8] = match &self.storage {
             Storage::Mapped { map, .. } => map,
             Storage::Memory { bytes, .. } => bytes,
-            Storage::Files { paths } => {
-                let image = load_image(&paths[i], self.height, self.width)?;
+            Storage::Files { files } => {
+                let source = &files[i];
+                let changed = || DatasetError::Index {
+                    path: source.path.clone(),
+                    message: "the file changed or became unreadable since the sweep decoded it \
+                              first; its fingerprint no longer describes it, so rerun the sweep"
+                        .into(),
+                };
+                if stamp(&source.path) != source.stamp {
+                    return Err(changed());
+                }
+                let image =
+                    load_image(&source.path, self.height, self.width).map_err(|_| changed())?;
                 out.extend_from_slice(&image.data);
                 return Ok(());
             }
@@ -236,7 +277,10 @@ fn encode(image: &Image) -> (bool, Vec<u8>) {
     if exact_u8 {
         (true, image.data.iter().map(|&v| v as u8).collect())
     } else {
-        (false, image.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        (
+            false,
+            image.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 }
 
@@ -282,7 +326,10 @@ pub fn store_key(index: &ClassIndex, hashes: &[String], cfg: &DatasetConfig) -> 
         .as_bytes(),
     );
     for (sample, hash) in index.samples.iter().zip(hashes) {
-        let rel = sample.path.strip_prefix(&index.root).unwrap_or(&sample.path);
+        let rel = sample
+            .path
+            .strip_prefix(&index.root)
+            .unwrap_or(&sample.path);
         hasher.update(format!("{} {} {hash}\n", rel.display(), sample.label).as_bytes());
     }
     hex(&hasher.finalize())
@@ -308,7 +355,7 @@ pub(super) fn decode_split(
         _ => None,
     };
     let mut warning = None;
-    let mut sink = match (&key, cache.enabled) {
+    let sink = match (&key, cache.enabled) {
         (_, false) => Sink::Nowhere,
         (Some((dir, key)), true) => match Sink::file(dir, key) {
             Ok(sink) => sink,
@@ -317,25 +364,34 @@ pub(super) fn decode_split(
                     "image cache: cannot write under {}: {e} (keeping images in memory)",
                     dir.display()
                 ));
-                Sink::memory()
+                Sink::memory(cache.budget.clone())
             }
         },
-        (None, true) => Sink::memory(),
+        (None, true) => Sink::memory(cache.budget.clone()),
     };
+    // Dropping the guard (an error, a panic) removes a temporary file and returns memory.
+    let mut sink = SinkGuard(Some(sink));
     let mut kept = Vec::with_capacity(index.samples.len());
     let mut skipped = Vec::new();
+    // A file skipped for a reason that may pass (an I/O error, not bad content) must not be
+    // remembered as skipped by a store on disk.
+    let mut transient_skip = false;
     let mut records = Vec::with_capacity(index.samples.len());
+    let mut sources = Vec::new();
     let mut written = 0usize;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let block = BLOCK_PER_THREAD * threads;
     for (b, samples) in index.samples.chunks(block).enumerate() {
+        if matches!(sink.0, Some(Sink::Nowhere)) {
+            sources.extend(samples.iter().map(|s| Source::of(&s.path)));
+        }
         for (j, result) in decode_block(samples, height, width).into_iter().enumerate() {
             let position = b * block + j;
             match (result, cfg.on_bad_image) {
                 (Ok(image), _) => {
                     kept.push(position);
                     let (u8, bytes) = encode(&image);
-                    if let Err(why) = sink.append(&bytes, &cache.budget) {
+                    if let Err(why) = sink.append(&bytes) {
                         warning.get_or_insert(why);
                     }
                     records.push(Record {
@@ -344,15 +400,27 @@ pub(super) fn decode_split(
                     });
                     written += bytes.len();
                 }
-                (Err(e), OnBadImage::Error) => {
-                    sink.abandon(&cache.budget);
-                    return Err(e);
+                (Err(e), OnBadImage::Error) => return Err(e),
+                (Err(e), OnBadImage::Skip) => {
+                    transient_skip |= !matches!(e, DatasetError::BadImage { .. });
+                    skipped.push((position, reason(&e)));
                 }
-                (Err(e), OnBadImage::Skip) => skipped.push((position, reason(&e))),
             }
         }
     }
-    let storage = match sink {
+    // Files decoded when used: their stamps as first decoded (taken before decoding, for the
+    // blocks decoded while the sink was still keeping images, now).
+    let files = |kept: &[usize], sources: Vec<Source>| -> Vec<Source> {
+        let mut by_path: std::collections::HashMap<PathBuf, Source> =
+            sources.into_iter().map(|s| (s.path.clone(), s)).collect();
+        kept.iter()
+            .map(|&i| {
+                let path = &index.samples[i].path;
+                by_path.remove(path).unwrap_or_else(|| Source::of(path))
+            })
+            .collect()
+    };
+    let storage = match sink.0.take().expect("the sink is kept until here") {
         Sink::File { writer, tmp, path } => {
             let (dir, key) = key.as_ref().expect("a file sink has a key");
             let description = StoreFile {
@@ -362,31 +430,33 @@ pub(super) fn decode_split(
                 width,
                 files: index.samples.len(),
                 kept: kept.clone(),
-                encoding: records.iter().map(|r| if r.u8 { 'u' } else { 'f' }).collect(),
+                encoding: records
+                    .iter()
+                    .map(|r| if r.u8 { 'u' } else { 'f' })
+                    .collect(),
                 skipped: skipped.clone(),
             };
-            match finish_file(writer, &tmp, &path, &dir.join(format!("{key}.json")), &description)
-            {
-                Ok(map) => Storage::Mapped { map, path },
+            let json = (!transient_skip).then(|| dir.join(format!("{key}.json")));
+            match finish_file(writer, &tmp, &path, json.as_deref(), &description) {
+                Ok((map, path)) => Storage::Mapped { map, path },
                 Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
                     warning.get_or_insert(format!(
-                        "image cache: cannot write {}: {e} (decoding images from their files \
+                        "image cache: cannot write {}: {e:#} (decoding images from their files \
                          every epoch instead)",
                         path.display()
                     ));
                     Storage::Files {
-                        paths: paths_of(index, &kept),
+                        files: files(&kept, sources),
                     }
                 }
             }
         }
-        Sink::Memory { bytes } => Storage::Memory {
-            bytes,
-            budget: cache.budget.clone(),
-        },
+        Sink::Memory { mut bytes, budget } => {
+            bytes.shrink_to_fit();
+            Storage::Memory { bytes, budget }
+        }
         Sink::Nowhere => Storage::Files {
-            paths: paths_of(index, &kept),
+            files: files(&kept, sources),
         },
     };
     Ok(Decoded {
@@ -403,10 +473,6 @@ pub(super) fn decode_split(
     })
 }
 
-fn paths_of(index: &ClassIndex, kept: &[usize]) -> Vec<PathBuf> {
-    kept.iter().map(|&i| index.samples[i].path.clone()).collect()
-}
-
 /// Where the bytes of a store being filled go.
 enum Sink {
     File {
@@ -414,15 +480,21 @@ enum Sink {
         tmp: PathBuf,
         path: PathBuf,
     },
-    /// In memory; every byte is reserved from the budget.
-    Memory { bytes: Vec<u8> },
+    /// In memory; every byte is reserved from `budget`.
+    Memory {
+        bytes: Vec<u8>,
+        budget: Arc<MemoryBudget>,
+    },
     /// Nowhere: the images will be decoded from their files when used.
     Nowhere,
 }
 
 impl Sink {
-    fn memory() -> Sink {
-        Sink::Memory { bytes: Vec::new() }
+    fn memory(budget: Arc<MemoryBudget>) -> Sink {
+        Sink::Memory {
+            bytes: Vec::new(),
+            budget,
+        }
     }
 
     /// A temporary file beside `<dir>/<key>.pixels`, renamed to it when complete.
@@ -440,12 +512,37 @@ impl Sink {
         })
     }
 
+    /// Give up what the sink holds: remove its temporary file, return its memory.
+    fn abandon(self) {
+        match self {
+            Sink::File { writer, tmp, .. } => {
+                drop(writer);
+                let _ = std::fs::remove_file(tmp);
+            }
+            Sink::Memory { bytes, budget } => budget.release(bytes.len() as u64),
+            Sink::Nowhere => {}
+        }
+    }
+}
+
+/// Owns a sink while a store is filled; dropped early (an error, a panic), it abandons it.
+struct SinkGuard(Option<Sink>);
+
+impl Drop for SinkGuard {
+    fn drop(&mut self) {
+        if let Some(sink) = self.0.take() {
+            sink.abandon();
+        }
+    }
+}
+
+impl SinkGuard {
     /// Add one image's bytes. When they cannot be kept (a write error, the memory budget), the
     /// sink gives up everything it holds, becomes `Nowhere`, and says why.
-    fn append(&mut self, bytes: &[u8], budget: &MemoryBudget) -> Result<(), String> {
-        let why = match self {
-            Sink::Nowhere => return Ok(()),
-            Sink::File { writer, path, .. } => match writer.write_all(bytes) {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let why = match self.0.as_mut() {
+            None | Some(Sink::Nowhere) => return Ok(()),
+            Some(Sink::File { writer, path, .. }) => match writer.write_all(bytes) {
                 Ok(()) => return Ok(()),
                 Err(e) => format!(
                     "image cache: cannot write {}: {e} (decoding images from their files every \
@@ -453,7 +550,10 @@ impl Sink {
                     path.display()
                 ),
             },
-            Sink::Memory { bytes: held } => {
+            Some(Sink::Memory {
+                bytes: held,
+                budget,
+            }) => {
                 if budget.reserve(bytes.len() as u64) {
                     held.extend_from_slice(bytes);
                     return Ok(());
@@ -467,38 +567,44 @@ impl Sink {
                 )
             }
         };
-        self.abandon(budget);
-        Err(why)
-    }
-
-    /// Give up what the sink holds: remove its temporary file, return its memory.
-    fn abandon(&mut self, budget: &MemoryBudget) {
-        match std::mem::replace(self, Sink::Nowhere) {
-            Sink::File { writer, tmp, .. } => {
-                drop(writer);
-                let _ = std::fs::remove_file(tmp);
-            }
-            Sink::Memory { bytes } => budget.release(bytes.len() as u64),
-            Sink::Nowhere => {}
+        if let Some(sink) = self.0.replace(Sink::Nowhere) {
+            sink.abandon();
         }
+        Err(why)
     }
 }
 
-/// Complete a cache file: flush, sync, rename to `path`, write its description, and map it.
+/// Complete a cache file: flush and sync it, then either publish it (rename to `path`, write
+/// its description `json`) or, without `json`, keep it for this process only (map it and
+/// remove the name). Returns the mapping and the name it was mapped under.
 fn finish_file(
     writer: std::io::BufWriter<File>,
     tmp: &Path,
     path: &Path,
-    json: &Path,
+    json: Option<&Path>,
     description: &StoreFile,
-) -> anyhow::Result<memmap2::Mmap> {
-    let file = writer.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(tmp, path)?;
-    let text = serde_json::to_vec(description)?;
-    crate::store::write_atomic(json, &text)?;
-    Ok(map_file(path)?)
+) -> anyhow::Result<(memmap2::Mmap, PathBuf)> {
+    let published = (|| -> anyhow::Result<(memmap2::Mmap, PathBuf)> {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let Some(json) = json else {
+            let map = map_file(tmp)?;
+            let _ = std::fs::remove_file(tmp);
+            return Ok((map, tmp.to_path_buf()));
+        };
+        std::fs::rename(tmp, path)?;
+        let text = serde_json::to_vec(description)?;
+        if let Err(e) = crate::store::write_atomic(json, &text) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok((map_file(path)?, path.to_path_buf()))
+    })();
+    if published.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    published
 }
 
 /// Map a complete cache file read-only.
@@ -515,11 +621,22 @@ fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
 fn load(dir: &Path, key: &str, files: usize, height: usize, width: usize) -> Option<Decoded> {
     let text = std::fs::read(dir.join(format!("{key}.json"))).ok()?;
     let stored: StoreFile = serde_json::from_slice(&text).ok()?;
+    // Every listed file exactly once, kept or skipped, with one known encoding per kept file:
+    // anything else is a damaged description, and the split is decoded again.
+    let mut seen = vec![false; files];
+    let positions_valid = stored
+        .kept
+        .iter()
+        .chain(stored.skipped.iter().map(|(i, _)| i))
+        .all(|&i| i < files && !std::mem::replace(&mut seen[i], true));
     let consistent = stored.format == FORMAT
         && stored.key == key
         && (stored.height, stored.width, stored.files) == (height, width, files)
         && stored.encoding.len() == stored.kept.len()
-        && stored.kept.len() + stored.skipped.len() == files;
+        && stored.encoding.chars().all(|c| c == 'u' || c == 'f')
+        && stored.kept.windows(2).all(|w| w[0] < w[1])
+        && stored.kept.len() + stored.skipped.len() == files
+        && positions_valid;
     if !consistent {
         return None;
     }

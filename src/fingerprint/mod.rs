@@ -187,7 +187,11 @@ pub fn file_hashes(
         .iter()
         .map(|s| {
             let rel = relative_path(&index.root, &s.path);
-            by_path.get(rel.as_str()).copied().unwrap_or_default().to_string()
+            by_path
+                .get(rel.as_str())
+                .copied()
+                .unwrap_or_default()
+                .to_string()
         })
         .collect())
 }

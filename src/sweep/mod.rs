@@ -96,11 +96,11 @@ pub fn run(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<CellResult>> {
     let cells = select_cells(experiment, options)?;
-    let inputs = prepare::prepare(experiment, &cells, options)?;
     let device = open_device(experiment, options)?;
     options
         .progress
         .line(&format!("device: {}", device.info.describe()));
+    let inputs = prepare::prepare(experiment, &cells, options, Some(&device))?;
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
     }

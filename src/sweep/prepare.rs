@@ -164,10 +164,22 @@ pub fn open_data(
     let (train_index, validation_index) = Data::index(&train_dir, &validation_dir, binary)?;
     let mut stat = fingerprint::StatCache::open(&options.results.cache_dir());
     let mut open_split = |index: ClassIndex, name: &str| -> anyhow::Result<Split> {
-        let hashes = images
+        let hashes = match images
             .enabled
             .then(|| fingerprint::file_hashes(&index, &mut stat))
-            .transpose()?;
+        {
+            None => None,
+            Some(Ok(hashes)) => Some(hashes),
+            // Under "skip", an unreadable file is left out by decoding; it only keeps this split
+            // out of the on-disk image cache (a store must name every file's content).
+            Some(Err(e)) if dataset.on_bad_image == crate::config::OnBadImage::Skip => {
+                options.progress.line(&format!(
+                    "warning: image cache: {e}; not caching the {name} images on disk"
+                ));
+                None
+            }
+            Some(Err(e)) => return Err(e.into()),
+        };
         let (split, report) = Split::decode_with(index, dataset, hashes.as_deref(), images)?;
         if let Some(warning) = &report.warning {
             options.progress.line(&format!("warning: {warning}"));
@@ -189,10 +201,9 @@ pub fn open_data(
             }
             (Residency::Files, _) => "decoded from the files each epoch (not cached)".into(),
         };
-        options.progress.line(&format!(
-            "images ({name}): {} {place}",
-            split.len()
-        ));
+        options
+            .progress
+            .line(&format!("images ({name}): {} {place}", split.len()));
         Ok(split)
     };
     let train = open_split(train_index, "train")?;
@@ -202,10 +213,14 @@ pub fn open_data(
 
 /// Open and fingerprint every data set and weights file the selected cells need, before any
 /// training starts, so that a missing directory or file is reported at once.
+///
+/// A pretraining stage that has to train runs on `device` (or opens the sweep's device itself
+/// when there is none).
 pub fn prepare(
     experiment: &Experiment,
     cells: &[Cell],
     options: &SweepOptions,
+    device: Option<&crate::model::OpenDevice>,
 ) -> anyhow::Result<Inputs> {
     let budget = std::sync::Arc::new(MemoryBudget::new(options.cache_memory));
     let mut inputs = Inputs {
@@ -219,7 +234,7 @@ pub fn prepare(
         ),
         images: image_cache(options, budget),
     };
-    let device = crate::model::cpu();
+    let cpu = crate::model::cpu();
     for cell in cells {
         let variant = experiment
             .variant(&cell.variant)
@@ -233,8 +248,8 @@ pub fn prepare(
             )
         };
         if let Entry::Vacant(slot) = inputs.data.entry(data_key(&cfg.dataset)) {
-            let prepared = open_data(&cfg.dataset, true, &inputs.images, options)
-                .with_context(context)?;
+            let prepared =
+                open_data(&cfg.dataset, true, &inputs.images, options).with_context(context)?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}, hash {}",
                 prepared.data.train.len(),
@@ -253,14 +268,15 @@ pub fn prepare(
                         stage,
                         &inputs.code,
                         &inputs.images,
+                        device,
                         options,
                     )?;
-                    let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &device)
+                    let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &cpu)
                         .with_context(|| format!("{}: model.weights", context()))?;
                     inputs.stages.insert(stage.name.clone(), outcome);
                     loaded
                 }
-                None => weights::load(&cfg.model.weights, &arch, &device)
+                None => weights::load(&cfg.model.weights, &arch, &cpu)
                     .with_context(|| format!("{}: model.weights", context()))?,
             };
             slot.insert(loaded);

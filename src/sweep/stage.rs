@@ -120,6 +120,7 @@ pub fn ensure(
     stage: &Stage,
     code: &CodeState,
     images: &ImageCache,
+    device: Option<&crate::model::OpenDevice>,
     options: &SweepOptions,
 ) -> anyhow::Result<StageOutcome> {
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
@@ -141,7 +142,7 @@ pub fn ensure(
                     return Ok(found);
                 }
                 return train_stage(
-                    experiment, stage, prepared, components, key, dir, code, options,
+                    experiment, stage, prepared, components, key, dir, code, device, options,
                 )
                 .with_context(context);
             }
@@ -209,6 +210,7 @@ fn train_stage(
     key: String,
     dir: PathBuf,
     code: &CodeState,
+    device: Option<&crate::model::OpenDevice>,
     options: &SweepOptions,
 ) -> anyhow::Result<StageOutcome> {
     let started = Instant::now();
@@ -219,9 +221,17 @@ fn train_stage(
     let [h, w] = cfg.dataset.image_size;
     let arch = Architecture::build_classifier(&cfg.model, h as usize, w as usize, classes.len())?;
     let layers = arch.layers.len();
-    // The stage trains where the cells train; its checkpoint is the same on any device to
-    // float32 rounding (see model::device).
-    let device = super::open_device(experiment, options)?;
+    // The stage trains where the cells train (on the sweep's device; opened here only for
+    // commands that have none, such as `runner why`); its checkpoint is the same on any device
+    // to float32 rounding (see model::device).
+    let opened;
+    let device = match device {
+        Some(device) => device,
+        None => {
+            opened = super::open_device(experiment, options)?;
+            &opened
+        }
+    };
     let network = Network::new(
         arch,
         cfg.model.conv_init,

@@ -220,13 +220,13 @@ impl FeatureCache {
             .dir
             .as_ref()
             .map(|d| d.join(&prefix.key).join(format!("{split_key}.f32")));
-        let loaded = match &file {
-            Some(path) => load(path, per_image, split.len(), fits)?,
-            None => None,
-        };
-        let (set, origin) = match loaded {
-            Some(set) => (set, Origin::Disk),
-            None => match compute(
+        let obtained = (|| -> anyhow::Result<Option<(FeatureSet, Origin)>> {
+            if let Some(path) = &file {
+                if let Some(set) = load(path, per_image, split.len(), fits)? {
+                    return Ok(Some((set, Origin::Disk)));
+                }
+            }
+            let computed = compute(
                 network,
                 prefix.end,
                 split,
@@ -234,15 +234,15 @@ impl FeatureCache {
                 file.as_deref(),
                 fits,
                 stop,
-            )? {
-                Some(set) => (set, Origin::Computed),
-                None => {
-                    if fits {
-                        self.budget.release(bytes);
-                    }
-                    return Ok(None);
-                }
-            },
+            )?;
+            Ok(computed.map(|set| (set, Origin::Computed)))
+        })();
+        // Nothing held (including on errors): give the reservation back.
+        if fits && !matches!(obtained, Ok(Some(_))) {
+            self.budget.release(bytes);
+        }
+        let Some((set, origin)) = obtained? else {
+            return Ok(None);
         };
         let set = Arc::new(set);
         *slot = Some(set.clone());

@@ -189,3 +189,24 @@ fn the_stage_trains_once_is_reused_and_retrains_when_its_config_changes() {
         .count();
     assert!(baseline_skips >= 2, "{third}");
 }
+
+/// `runner check` shows the stage, what it trains on and which variants load its conv base.
+#[test]
+fn check_lists_the_stage_and_the_variants_that_use_it() {
+    let out = runner().arg("check").assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains(
+            "[pretrain] stage: trains every layer from scratch on a generated source task at \
+             32x32, 12 epochs"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "its conv base is the weights of feature_extraction, feature_extraction_aug, \
+             fine_tuning, fine_tuning_aug\n"
+        ),
+        "{text}"
+    );
+}

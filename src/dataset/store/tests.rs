@@ -72,7 +72,15 @@ fn disk_cache(dir: &Path, budget: u64) -> ImageCache {
 /// Every image of `split`, bit for bit.
 fn bits(split: &Split) -> Vec<Vec<u32>> {
     (0..split.len())
-        .map(|i| split.image(i).unwrap().data.iter().map(|v| v.to_bits()).collect())
+        .map(|i| {
+            split
+                .image(i)
+                .unwrap()
+                .data
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
         .collect()
 }
 
@@ -105,7 +113,11 @@ fn a_cached_split_is_mapped_from_disk_and_identical_to_decoding() {
     assert_eq!(report.warning, None);
     assert_eq!(first.residency(), Residency::Mapped);
     let (second, report) = open(data.path(), &cfg, &disk_cache(cache_dir.path(), 0));
-    assert_eq!(report.origin, Origin::Cached, "the second open reads the store");
+    assert_eq!(
+        report.origin,
+        Origin::Cached,
+        "the second open reads the store"
+    );
     assert_eq!(second.residency(), Residency::Mapped);
 
     let want = bits(&fresh);
@@ -138,11 +150,19 @@ fn changed_content_or_settings_give_another_store_and_a_damaged_one_is_rebuilt()
     let mut bigger = cfg.clone();
     bigger.image_size = [9, 9];
     let (_, report) = open(data.path(), &bigger, &cache);
-    assert_eq!(report.origin, Origin::Decoded, "another size is another store");
+    assert_eq!(
+        report.origin,
+        Origin::Decoded,
+        "another size is another store"
+    );
 
     write_noise_png(&data.path().join("a/0.png"), 8, 8, 99);
     let (changed, report) = open(data.path(), &cfg, &cache);
-    assert_eq!(report.origin, Origin::Decoded, "new content is another store");
+    assert_eq!(
+        report.origin,
+        Origin::Decoded,
+        "new content is another store"
+    );
     assert_eq!(
         bits(&changed),
         bits(&Split::open(data.path(), &cfg).unwrap())
@@ -161,6 +181,19 @@ fn changed_content_or_settings_give_another_store_and_a_damaged_one_is_rebuilt()
     let (again, report) = open(data.path(), &cfg, &cache);
     assert_eq!(report.origin, Origin::Cached);
     assert_eq!(bits(&again), bits(&rebuilt));
+
+    // A description that lists a file twice is not trusted either.
+    for entry in fs::read_dir(cache_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let mut stored: serde_json::Value =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            stored["kept"][1] = stored["kept"][0].clone();
+            fs::write(&path, serde_json::to_vec(&stored).unwrap()).unwrap();
+        }
+    }
+    let (_, report) = open(data.path(), &cfg, &cache);
+    assert_eq!(report.origin, Origin::Decoded);
 }
 
 #[test]
@@ -168,10 +201,17 @@ fn skipped_files_are_remembered_by_the_store() {
     let data = data_dir();
     fs::write(data.path().join("a/bad.png"), b"not an image").unwrap();
     let cache_dir = tempfile::tempdir().unwrap();
+    // Under "error" the bad file stops decoding, and nothing is left in the cache directory.
+    let index = index_directory(data.path()).unwrap();
+    let h = hashes(&index);
+    let cache = disk_cache(cache_dir.path(), 0);
+    let err = Split::decode_with(index, &config(OnBadImage::Error), Some(&h), &cache).unwrap_err();
+    assert!(matches!(err, DatasetError::BadImage { .. }), "{err:?}");
+    assert_eq!(fs::read_dir(cache_dir.path()).unwrap().count(), 0);
+
     let cfg = config(OnBadImage::Skip);
     let fresh = Split::open(data.path(), &cfg).unwrap();
     assert_eq!(fresh.skipped.len(), 1);
-    let cache = disk_cache(cache_dir.path(), 0);
     let _ = open(data.path(), &cfg, &cache);
     let (cached, report) = open(data.path(), &cfg, &cache);
     assert_eq!(report.origin, Origin::Cached);
@@ -181,7 +221,7 @@ fn skipped_files_are_remembered_by_the_store() {
 }
 
 #[test]
-fn without_caching_images_are_decoded_when_used_and_a_file_broken_since_is_an_error() {
+fn without_caching_images_are_decoded_when_used_and_a_file_changed_since_is_an_error() {
     let data = data_dir();
     let cfg = config(OnBadImage::Error);
     let fresh = Split::open(data.path(), &cfg).unwrap();
@@ -195,7 +235,13 @@ fn without_caching_images_are_decoded_when_used_and_a_file_broken_since_is_an_er
     let broken = data.path().join("b/3.png");
     fs::write(&broken, b"").unwrap();
     match batches(&split) {
-        Err(DatasetError::BadImage { path, .. }) => assert_eq!(path, broken),
+        Err(DatasetError::Index { path, message }) => {
+            assert_eq!(path, broken);
+            assert!(
+                message.contains("changed or became unreadable"),
+                "{message}"
+            );
+        }
         other => panic!("expected the broken file's error, got {other:?}"),
     }
     // The kept copies are not affected.
@@ -220,7 +266,11 @@ fn in_memory_images_stay_within_the_budget_or_fall_back_to_decoding() {
     assert_eq!(roomy.budget.used(), need);
     assert_eq!(bits(&split), bits(&fresh));
     drop(split);
-    assert_eq!(roomy.budget.used(), 0, "dropping the split returns its memory");
+    assert_eq!(
+        roomy.budget.used(),
+        0,
+        "dropping the split returns its memory"
+    );
 
     let tight = ImageCache {
         dir: None,
@@ -229,12 +279,20 @@ fn in_memory_images_stay_within_the_budget_or_fall_back_to_decoding() {
     };
     let (split, report) = open(data.path(), &cfg, &tight);
     assert!(
-        report.warning.as_deref().unwrap_or("").contains("memory budget"),
+        report
+            .warning
+            .as_deref()
+            .unwrap_or("")
+            .contains("memory budget"),
         "{:?}",
         report.warning
     );
     assert_eq!(split.residency(), Residency::Files);
-    assert_eq!(tight.budget.used(), 0, "what was held before the limit is given back");
+    assert_eq!(
+        tight.budget.used(),
+        0,
+        "what was held before the limit is given back"
+    );
     assert_eq!(bits(&split), bits(&fresh));
 }
 
@@ -246,7 +304,11 @@ fn an_unwritable_cache_directory_falls_back_to_memory_with_a_warning() {
     // A file where the directory should be: it cannot be created.
     let cache = disk_cache(&blocker.path().join("images"), u64::MAX);
     let (split, report) = open(data.path(), &cfg, &cache);
-    assert!(report.warning.as_deref().unwrap_or("").contains("cannot write"));
+    assert!(report
+        .warning
+        .as_deref()
+        .unwrap_or("")
+        .contains("cannot write"));
     assert_eq!(split.residency(), Residency::Memory);
     assert_eq!(bits(&split), bits(&Split::open(data.path(), &cfg).unwrap()));
 }
