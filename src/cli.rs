@@ -223,6 +223,15 @@ pub enum Command {
         /// Epochs of the lecture-shaped sweep.
         #[arg(long, default_value_t = 3)]
         epochs: usize,
+        /// Seeds of the lecture-shaped sweep.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// Generated training images of the lecture-shaped sweep (half per class).
+        #[arg(long, value_name = "N", default_value_t = 512)]
+        train_images: usize,
+        /// Generated validation images of the lecture-shaped sweep (half per class).
+        #[arg(long, value_name = "N", default_value_t = 128)]
+        validation_images: usize,
         /// Skip the demo sweep.
         #[arg(long)]
         no_demo: bool,
@@ -501,6 +510,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             csv,
             channels,
             epochs,
+            seeds,
+            train_images,
+            validation_images,
             no_demo,
             jobs,
         } => {
@@ -511,6 +523,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .try_into()
                     .map_err(|_| anyhow::anyhow!("--channels takes five numbers"))?,
                 epochs,
+                seeds: seeds as usize,
+                train_images,
+                validation_images,
                 demo: !no_demo,
                 jobs,
                 ..SweepBenchOptions::default()

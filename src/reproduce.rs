@@ -12,6 +12,7 @@ use crate::fingerprint::{Manifest, ManifestDiff};
 use crate::store::record::KeyComponents;
 use crate::store::{read_metrics, read_record, ResultsLayout, RunRecord};
 use crate::sweep::prepare::{self, code_state, data_key, run_key, weights_key};
+use crate::sweep::stage::{StageNotTrained, Training};
 use crate::sweep::{cell, Progress, SweepOptions};
 
 /// A run on disk.
@@ -120,18 +121,22 @@ pub fn status(
 }
 
 /// The key components a cell would have now, computed from the current files.
+///
+/// A cell that loads a pretraining stage's weights has a key only once the stage is trained:
+/// `stages` says whether to train it now (`reproduce`) or not (`why`: `StageNotTrained`).
 pub fn current_key(
     experiment: &Experiment,
     variant: &Variant,
     seed: u64,
     results: &ResultsLayout,
+    stages: Training<'_>,
 ) -> anyhow::Result<(KeyComponents, String)> {
     let cells = [Cell {
         variant: variant.name.clone(),
         seed,
     }];
     let options = options(results.clone(), Progress::Quiet, false);
-    let inputs = prepare::prepare(experiment, &cells, &options, None)?;
+    let inputs = prepare::prepare(experiment, &cells, &options, stages)?;
     let cfg = &variant.config;
     Ok(run_key(
         cfg,
@@ -215,7 +220,18 @@ pub fn why(
     results: &ResultsLayout,
 ) -> anyhow::Result<String> {
     let v = experiment.require_variant(variant)?;
-    let (now, key) = current_key(experiment, v, seed, results)?;
+    let (now, key) = match current_key(experiment, v, seed, results, Training::Never) {
+        Ok(found) => found,
+        Err(e) => match e.downcast_ref::<StageNotTrained>() {
+            Some(missing) => {
+                return Ok(format!(
+                    "{}/{variant}/seed-{seed} has no run key yet: {missing}\n",
+                    experiment.name
+                ))
+            }
+            None => return Err(e),
+        },
+    };
     let last = find_runs(results, Some(&experiment.name))
         .into_iter()
         .filter(|r| r.record.variant == variant && r.record.seed == seed && r.record.key.is_some())
@@ -330,7 +346,13 @@ pub fn reproduce(
         pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
     };
     // Inputs first: data (hashing the files as they are now), weights, code.
-    let (now, _) = current_key(&experiment, &experiment.variants[0], rec.seed, results)?;
+    let (now, _) = current_key(
+        &experiment,
+        &experiment.variants[0],
+        rec.seed,
+        results,
+        Training::OpenDevice,
+    )?;
     let mut changed = key_differences(old_key, &now);
     if old_key.dataset != now.dataset {
         changed.extend(manifest_differences(&run.dir, &experiment, results)?);
@@ -370,7 +392,7 @@ pub fn reproduce(
         seed: rec.seed,
     }];
     let device = crate::sweep::open_device(&experiment, &options)?;
-    let inputs = prepare::prepare(&experiment, &cells, &options, Some(&device))?;
+    let inputs = prepare::prepare(&experiment, &cells, &options, Training::On(&device))?;
     if device.info.kind != rec.device {
         progress.line(&format!(
             "note: the run was recorded on {}, this check runs on {}: expect float32 rounding differences (use --tolerance)",

@@ -100,7 +100,7 @@ pub fn run(
     options
         .progress
         .line(&format!("device: {}", device.info.describe()));
-    let inputs = prepare::prepare(experiment, &cells, options, Some(&device))?;
+    let inputs = prepare::prepare(experiment, &cells, options, stage::Training::On(&device))?;
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
     }

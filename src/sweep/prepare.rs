@@ -214,13 +214,12 @@ pub fn open_data(
 /// Open and fingerprint every data set and weights file the selected cells need, before any
 /// training starts, so that a missing directory or file is reported at once.
 ///
-/// A pretraining stage that has to train runs on `device` (or opens the sweep's device itself
-/// when there is none).
+/// A pretraining stage that is not trained yet is trained as `stages` says (or not at all).
 pub fn prepare(
     experiment: &Experiment,
     cells: &[Cell],
     options: &SweepOptions,
-    device: Option<&crate::model::OpenDevice>,
+    stages: super::stage::Training<'_>,
 ) -> anyhow::Result<Inputs> {
     let budget = std::sync::Arc::new(MemoryBudget::new(options.cache_memory));
     let mut inputs = Inputs {
@@ -268,7 +267,7 @@ pub fn prepare(
                         stage,
                         &inputs.code,
                         &inputs.images,
-                        device,
+                        stages,
                         options,
                     )?;
                     let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &cpu)

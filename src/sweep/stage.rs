@@ -115,12 +115,35 @@ pub fn stage_dir(results: &ResultsLayout, code_state: &str, name: &str, key: &st
 
 /// Find the stage's checkpoint, or train it (waiting for another sweep that is training it).
 /// Prints one line saying which.
+/// A stage that is not trained yet, where training it was not asked for (`runner why`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the [{stage}] stage has not been trained yet (it would be in {}); `runner sweep` trains it \
+     before the cells that load it",
+    dir.display()
+)]
+pub struct StageNotTrained {
+    pub stage: String,
+    pub dir: PathBuf,
+}
+
+/// How `ensure` may get a stage that is not trained yet.
+#[derive(Clone, Copy)]
+pub enum Training<'a> {
+    /// Train it on this device (the sweep's).
+    On(&'a crate::model::OpenDevice),
+    /// Train it on the device the options and experiment name.
+    OpenDevice,
+    /// Do not: answer `StageNotTrained`.
+    Never,
+}
+
 pub fn ensure(
     experiment: &Experiment,
     stage: &Stage,
     code: &CodeState,
     images: &ImageCache,
-    device: Option<&crate::model::OpenDevice>,
+    training: Training<'_>,
     options: &SweepOptions,
 ) -> anyhow::Result<StageOutcome> {
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
@@ -134,6 +157,17 @@ pub fn ensure(
             options.progress.line(&reused_line(stage, &found));
             return Ok(found);
         }
+        let device = match training {
+            Training::On(device) => Some(device),
+            Training::OpenDevice => None,
+            Training::Never => {
+                return Err(StageNotTrained {
+                    stage: stage.name.clone(),
+                    dir,
+                }
+                .into())
+            }
+        };
         match CellLock::acquire(&lock_path(&dir))? {
             Ok(_lock) => {
                 // Another sweep may have finished it between the check and the lock.

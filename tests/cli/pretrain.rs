@@ -210,3 +210,30 @@ fn check_lists_the_stage_and_the_variants_that_use_it() {
         "{text}"
     );
 }
+
+/// `runner why` on a cell whose stage is not trained says so, and trains nothing.
+#[test]
+fn why_does_not_train_a_missing_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = reduced_demo(dir.path(), 1, 20);
+    let results = dir.path().join("results");
+    let out = runner()
+        .args(["why", "--variant", "feature_extraction", "--seed", "0"])
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("mini_demo/feature_extraction/seed-0 has no run key yet: the [pretrain] stage has not been trained yet"),
+        "{text}"
+    );
+    assert!(text.contains("`runner sweep` trains it"), "{text}");
+    let stages: Vec<_> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().path().join(".stages"))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(stages.is_empty(), "nothing was trained: {stages:?}");
+}
