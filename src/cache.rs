@@ -5,6 +5,7 @@
 //! Both caches are execution details: a hit gives exactly the values that recomputing would, so
 //! neither is part of a run key, and `results/.cache` may be deleted at any time.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 /// The hash of the sources that decode, resize and preprocess images, run the layers, and lay
@@ -42,6 +43,24 @@ fn cpu_features() -> String {
         }
     }
     format!("{} {}", std::env::consts::ARCH, found.join(","))
+}
+
+/// Remove the temporary files in `dir` left by processes that no longer run (killed while
+/// writing a cache file). `pid_of` reads the writer's process id from a temporary file's name,
+/// and says None for every other file. Errors are ignored: this only frees disk space.
+pub fn remove_orphans(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = pid_of(&name.to_string_lossy()) else {
+            continue;
+        };
+        if pid != std::process::id() && !crate::store::lock::process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Bytes the caches may hold in memory, shared by all of them. A cache reserves what it is about

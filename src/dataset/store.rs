@@ -500,6 +500,7 @@ impl Sink {
     /// A temporary file beside `<dir>/<key>.pixels`, renamed to it when complete.
     fn file(dir: &Path, key: &str) -> std::io::Result<Sink> {
         std::fs::create_dir_all(dir)?;
+        crate::cache::remove_orphans(dir, temp_writer_pid);
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{key}.pixels"));
@@ -523,6 +524,13 @@ impl Sink {
             Sink::Nowhere => {}
         }
     }
+}
+
+/// The process id in a temporary file name `.<key>.pixels.<pid>-<n>.tmp`.
+fn temp_writer_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, writer) = stem.rsplit_once(".pixels.")?;
+    writer.split_once('-')?.0.parse().ok()
 }
 
 /// Owns a sink while a store is filled; dropped early (an error, a panic), it abandons it.

@@ -75,7 +75,7 @@ impl Drop for CellLock {
 
 /// Whether a process with this id exists (Linux: /proc; elsewhere assume it does, which is safe:
 /// the cell is skipped rather than run twice).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
     } else {

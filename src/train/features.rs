@@ -389,12 +389,19 @@ fn compute(
     }))
 }
 
+/// The process id in a temporary file name `<split key>.tmp-<pid>-<n>`.
+fn temp_writer_pid(name: &str) -> Option<u32> {
+    let (_, writer) = name.rsplit_once(".tmp-")?;
+    writer.split_once('-')?.0.parse().ok()
+}
+
 type TempWriter = (std::io::BufWriter<File>, PathBuf, PathBuf);
 
 /// A buffered writer on a unique temporary name beside `path`, with both names.
 fn open_temp(path: &Path) -> anyhow::Result<TempWriter> {
     let dir = path.parent().expect("cache files live in a key directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::cache::remove_orphans(dir, temp_writer_pid);
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
@@ -441,5 +448,14 @@ mod tests {
         assert_eq!(memory.gather(&[4, 0]).unwrap()[..3], values[12..15]);
         // A file of the wrong size is not used.
         assert!(load(&path, 3, 6, true).unwrap().is_none());
+        // Writing in a key directory removes what a killed writer left there.
+        let dead = path.with_extension("tmp-4000000000-3");
+        std::fs::write(&dead, b"partial").unwrap();
+        assert_eq!(temp_writer_pid("s.tmp-4000000000-3"), Some(4_000_000_000));
+        drop(open_temp(&dir.path().join("k").join("t.f32")).unwrap());
+        if cfg!(target_os = "linux") {
+            assert!(!dead.exists());
+        }
+        assert!(path.exists());
     }
 }

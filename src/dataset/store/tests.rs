@@ -312,3 +312,33 @@ fn an_unwritable_cache_directory_falls_back_to_memory_with_a_warning() {
     assert_eq!(split.residency(), Residency::Memory);
     assert_eq!(bits(&split), bits(&Split::open(data.path(), &cfg).unwrap()));
 }
+
+#[test]
+fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
+    let data = data_dir();
+    let cache_dir = tempfile::tempdir().unwrap();
+    // No process has this id (Linux caps ids far below it).
+    let dead = cache_dir.path().join(".abc.pixels.4000000000-0.tmp");
+    let mine = cache_dir
+        .path()
+        .join(format!(".abc.pixels.{}-7.tmp", std::process::id()));
+    let other = cache_dir.path().join("notes.tmp");
+    for f in [&dead, &mine, &other] {
+        fs::write(f, b"partial").unwrap();
+    }
+    assert_eq!(
+        temp_writer_pid(".abc.pixels.4000000000-0.tmp"),
+        Some(4_000_000_000)
+    );
+    assert_eq!(temp_writer_pid("abc.pixels"), None);
+    let _ = open(
+        data.path(),
+        &config(OnBadImage::Error),
+        &disk_cache(cache_dir.path(), 0),
+    );
+    if cfg!(target_os = "linux") {
+        assert!(!dead.exists(), "a dead writer's file is removed");
+    }
+    assert!(mine.exists(), "this process's own files are left alone");
+    assert!(other.exists(), "other files are left alone");
+}
