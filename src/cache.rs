@@ -45,9 +45,15 @@ fn cpu_features() -> String {
     format!("{} {}", std::env::consts::ARCH, found.join(","))
 }
 
+/// How long a temporary file must have gone unwritten before `remove_orphans` may take it.
+pub const ORPHAN_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Remove the temporary files in `dir` left by processes that no longer run (killed while
 /// writing a cache file). `pid_of` reads the writer's process id from a temporary file's name,
-/// and says None for every other file. Errors are ignored: this only frees disk space.
+/// and says None for every other file. A file is removed only when no process of that id runs
+/// here and nothing has written to it for `ORPHAN_IDLE`: a writer on another machine sharing
+/// the results directory (whose id means nothing here) keeps writing to its file while it runs.
+/// Errors are ignored: this only frees disk space.
 pub fn remove_orphans(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -57,7 +63,13 @@ pub fn remove_orphans(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
         let Some(pid) = pid_of(&name.to_string_lossy()) else {
             continue;
         };
-        if pid != std::process::id() && !crate::store::lock::process_alive(pid) {
+        let idle = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= ORPHAN_IDLE);
+        if idle && pid != std::process::id() && !crate::store::lock::process_alive(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

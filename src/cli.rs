@@ -226,12 +226,14 @@ pub enum Command {
         /// Seeds of the lecture-shaped sweep.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
-        /// Generated training images of the lecture-shaped sweep (half per class).
-        #[arg(long, value_name = "N", default_value_t = 512)]
-        train_images: usize,
-        /// Generated validation images of the lecture-shaped sweep (half per class).
-        #[arg(long, value_name = "N", default_value_t = 128)]
-        validation_images: usize,
+        /// Generated training images of the lecture-shaped sweep (half per class; an odd
+        /// number is rounded up).
+        #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(2..))]
+        train_images: u64,
+        /// Generated validation images of the lecture-shaped sweep (half per class; an odd
+        /// number is rounded up).
+        #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
+        validation_images: u64,
         /// Skip the demo sweep.
         #[arg(long)]
         no_demo: bool,
@@ -524,8 +526,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|_| anyhow::anyhow!("--channels takes five numbers"))?,
                 epochs,
                 seeds: seeds as usize,
-                train_images,
-                validation_images,
+                train_images: train_images as usize,
+                validation_images: validation_images as usize,
                 demo: !no_demo,
                 jobs,
                 ..SweepBenchOptions::default()

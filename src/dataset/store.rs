@@ -114,7 +114,8 @@ pub(super) struct Pixels {
 enum Storage {
     Mapped {
         map: memmap2::Mmap,
-        path: PathBuf,
+        /// The published cache file; None for a store kept for this process only.
+        path: Option<PathBuf>,
     },
     Memory {
         bytes: Vec<u8>,
@@ -122,9 +123,7 @@ enum Storage {
         budget: Arc<MemoryBudget>,
     },
     /// Decode `files[i]` each time image `i` is used.
-    Files {
-        files: Vec<Source>,
-    },
+    Files { files: Vec<Source> },
 }
 
 /// A file decoded each time it is used, and its size and modification time when it was first
@@ -153,7 +152,7 @@ impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Storage::Mapped { path, map } => {
-                write!(f, "Mapped({}, {} bytes)", path.display(), map.len())
+                write!(f, "Mapped({path:?}, {} bytes)", map.len())
             }
             Storage::Memory { bytes, .. } => write!(f, "Memory({} bytes)", bytes.len()),
             Storage::Files { files } => write!(f, "Files({})", files.len()),
@@ -214,7 +213,7 @@ impl Pixels {
     /// The cache file the pixels are mapped from, if any.
     pub(super) fn file(&self) -> Option<&Path> {
         match &self.storage {
-            Storage::Mapped { path, .. } => Some(path),
+            Storage::Mapped { path, .. } => path.as_deref(),
             _ => None,
         }
     }
@@ -229,15 +228,14 @@ impl Pixels {
                 let source = &files[i];
                 let changed = || DatasetError::Index {
                     path: source.path.clone(),
-                    message: "the file changed or became unreadable since the sweep decoded it \
-                              first; its fingerprint no longer describes it, so rerun the sweep"
+                    message: "the file changed or disappeared since the sweep fingerprinted it; \
+                              rerun the sweep so that its run keys describe the new content"
                         .into(),
                 };
                 if stamp(&source.path) != source.stamp {
                     return Err(changed());
                 }
-                let image =
-                    load_image(&source.path, self.height, self.width).map_err(|_| changed())?;
+                let image = load_image(&source.path, self.height, self.width)?;
                 out.extend_from_slice(&image.data);
                 return Ok(());
             }
@@ -377,14 +375,10 @@ pub(super) fn decode_split(
     // remembered as skipped by a store on disk.
     let mut transient_skip = false;
     let mut records = Vec::with_capacity(index.samples.len());
-    let mut sources = Vec::new();
     let mut written = 0usize;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let block = BLOCK_PER_THREAD * threads;
     for (b, samples) in index.samples.chunks(block).enumerate() {
-        if matches!(sink.0, Some(Sink::Nowhere)) {
-            sources.extend(samples.iter().map(|s| Source::of(&s.path)));
-        }
         for (j, result) in decode_block(samples, height, width).into_iter().enumerate() {
             let position = b * block + j;
             match (result, cfg.on_bad_image) {
@@ -408,16 +402,11 @@ pub(super) fn decode_split(
             }
         }
     }
-    // Files decoded when used: their stamps as first decoded (taken before decoding, for the
-    // blocks decoded while the sink was still keeping images, now).
-    let files = |kept: &[usize], sources: Vec<Source>| -> Vec<Source> {
-        let mut by_path: std::collections::HashMap<PathBuf, Source> =
-            sources.into_iter().map(|s| (s.path.clone(), s)).collect();
+    // Files decoded when used: stamped now, before the sweep fingerprints them for the run key,
+    // so a change from here on is detected when the file is decoded again.
+    let files = |kept: &[usize]| -> Vec<Source> {
         kept.iter()
-            .map(|&i| {
-                let path = &index.samples[i].path;
-                by_path.remove(path).unwrap_or_else(|| Source::of(path))
-            })
+            .map(|&i| Source::of(&index.samples[i].path))
             .collect()
     };
     let storage = match sink.0.take().expect("the sink is kept until here") {
@@ -437,8 +426,18 @@ pub(super) fn decode_split(
                 skipped: skipped.clone(),
             };
             let json = (!transient_skip).then(|| dir.join(format!("{key}.json")));
+            if transient_skip {
+                warning.get_or_insert(
+                    "image cache: some files were skipped because they could not be read (see \
+                     the skipped files); this split's images are cached for this sweep only"
+                        .to_string(),
+                );
+            }
             match finish_file(writer, &tmp, &path, json.as_deref(), &description) {
-                Ok((map, path)) => Storage::Mapped { map, path },
+                Ok((map, published)) => Storage::Mapped {
+                    map,
+                    path: published,
+                },
                 Err(e) => {
                     warning.get_or_insert(format!(
                         "image cache: cannot write {}: {e:#} (decoding images from their files \
@@ -446,7 +445,7 @@ pub(super) fn decode_split(
                         path.display()
                     ));
                     Storage::Files {
-                        files: files(&kept, sources),
+                        files: files(&kept),
                     }
                 }
             }
@@ -456,7 +455,7 @@ pub(super) fn decode_split(
             Storage::Memory { bytes, budget }
         }
         Sink::Nowhere => Storage::Files {
-            files: files(&kept, sources),
+            files: files(&kept),
         },
     };
     Ok(Decoded {
@@ -584,22 +583,22 @@ impl SinkGuard {
 
 /// Complete a cache file: flush and sync it, then either publish it (rename to `path`, write
 /// its description `json`) or, without `json`, keep it for this process only (map it and
-/// remove the name). Returns the mapping and the name it was mapped under.
+/// remove the name). Returns the mapping and, when published, its file.
 fn finish_file(
     writer: std::io::BufWriter<File>,
     tmp: &Path,
     path: &Path,
     json: Option<&Path>,
     description: &StoreFile,
-) -> anyhow::Result<(memmap2::Mmap, PathBuf)> {
-    let published = (|| -> anyhow::Result<(memmap2::Mmap, PathBuf)> {
+) -> anyhow::Result<(memmap2::Mmap, Option<PathBuf>)> {
+    let published = (|| -> anyhow::Result<(memmap2::Mmap, Option<PathBuf>)> {
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         let Some(json) = json else {
             let map = map_file(tmp)?;
             let _ = std::fs::remove_file(tmp);
-            return Ok((map, tmp.to_path_buf()));
+            return Ok((map, None));
         };
         std::fs::rename(tmp, path)?;
         let text = serde_json::to_vec(description)?;
@@ -607,7 +606,7 @@ fn finish_file(
             let _ = std::fs::remove_file(path);
             return Err(e);
         }
-        Ok((map_file(path)?, path.to_path_buf()))
+        Ok((map_file(path)?, Some(path.to_path_buf())))
     })();
     if published.is_err() {
         let _ = std::fs::remove_file(tmp);
@@ -668,7 +667,10 @@ fn load(dir: &Path, key: &str, files: usize, height: usize, width: usize) -> Opt
             height,
             width,
             records,
-            storage: Storage::Mapped { map, path },
+            storage: Storage::Mapped {
+                map,
+                path: Some(path),
+            },
         },
         origin: Origin::Cached,
         warning: None,

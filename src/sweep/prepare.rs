@@ -196,8 +196,9 @@ pub fn open_data(
                     file.file_name().unwrap_or_default().to_string_lossy()
                 )
             }
-            (Residency::Memory, _) | (Residency::Mapped, None) => {
-                format!("decoded into memory ({mib:.1} MiB)")
+            (Residency::Memory, _) => format!("decoded into memory ({mib:.1} MiB)"),
+            (Residency::Mapped, None) => {
+                format!("decoded into an unnamed mapped file ({mib:.1} MiB, this sweep only)")
             }
             (Residency::Files, _) => "decoded from the files each epoch (not cached)".into(),
         };
@@ -212,7 +213,8 @@ pub fn open_data(
 }
 
 /// Open and fingerprint every data set and weights file the selected cells need, before any
-/// training starts, so that a missing directory or file is reported at once.
+/// training starts, so that a missing directory or file is reported at once (`sweep::run` opens
+/// the device first, so a device that cannot be used is reported before them).
 ///
 /// A pretraining stage that is not trained yet is trained as `stages` says (or not at all).
 pub fn prepare(

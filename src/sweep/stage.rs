@@ -113,8 +113,6 @@ pub fn stage_dir(results: &ResultsLayout, code_state: &str, name: &str, key: &st
         .join(format!("{name}-{}", &key[..12]))
 }
 
-/// Find the stage's checkpoint, or train it (waiting for another sweep that is training it).
-/// Prints one line saying which.
 /// A stage that is not trained yet, where training it was not asked for (`runner why`).
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -138,6 +136,8 @@ pub enum Training<'a> {
     Never,
 }
 
+/// Find the stage's checkpoint, or train it as `training` allows (waiting for another sweep that
+/// is training it). Prints one line saying which.
 pub fn ensure(
     experiment: &Experiment,
     stage: &Stage,

@@ -451,6 +451,10 @@ mod tests {
         // Writing in a key directory removes what a killed writer left there.
         let dead = path.with_extension("tmp-4000000000-3");
         std::fs::write(&dead, b"partial").unwrap();
+        let long_ago = std::time::SystemTime::now() - crate::cache::ORPHAN_IDLE * 2;
+        let file = File::options().write(true).open(&dead).unwrap();
+        file.set_modified(long_ago).unwrap();
+        drop(file);
         assert_eq!(temp_writer_pid("s.tmp-4000000000-3"), Some(4_000_000_000));
         drop(open_temp(&dir.path().join("k").join("t.f32")).unwrap());
         if cfg!(target_os = "linux") {

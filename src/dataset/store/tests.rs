@@ -238,7 +238,7 @@ fn without_caching_images_are_decoded_when_used_and_a_file_changed_since_is_an_e
         Err(DatasetError::Index { path, message }) => {
             assert_eq!(path, broken);
             assert!(
-                message.contains("changed or became unreadable"),
+                message.contains("changed or disappeared since the sweep fingerprinted it"),
                 "{message}"
             );
         }
@@ -323,8 +323,14 @@ fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
         .path()
         .join(format!(".abc.pixels.{}-7.tmp", std::process::id()));
     let other = cache_dir.path().join("notes.tmp");
-    for f in [&dead, &mine, &other] {
+    let recent = cache_dir.path().join(".def.pixels.4000000001-0.tmp");
+    let long_ago = std::time::SystemTime::now() - crate::cache::ORPHAN_IDLE * 2;
+    for f in [&dead, &mine, &other, &recent] {
         fs::write(f, b"partial").unwrap();
+        if f != &recent {
+            let file = fs::File::options().write(true).open(f).unwrap();
+            file.set_modified(long_ago).unwrap();
+        }
     }
     assert_eq!(
         temp_writer_pid(".abc.pixels.4000000000-0.tmp"),
@@ -340,5 +346,9 @@ fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
         assert!(!dead.exists(), "a dead writer's file is removed");
     }
     assert!(mine.exists(), "this process's own files are left alone");
+    assert!(
+        recent.exists(),
+        "a file written to lately may belong to a writer on another machine"
+    );
     assert!(other.exists(), "other files are left alone");
 }
