@@ -112,6 +112,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "results")]
         results: PathBuf,
     },
+    /// Show what the caches under the results directory hold (decoded images, frozen-layer
+    /// outputs, file hashes), or delete them. Deleting is always safe: they only save time.
+    Cache {
+        /// The results directory.
+        #[arg(long, value_name = "DIR", default_value = "results")]
+        results: PathBuf,
+        /// Delete every cache (results/.cache); finished runs are not touched.
+        #[arg(long)]
+        clear: bool,
+    },
     /// List the runs on disk: code state, cell, status, epochs, accuracy, run key.
     Status {
         /// An experiment file or name (default: all experiments).
@@ -376,6 +386,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dataset.augmentation.len(),
                 output.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache { results, clear } => {
+            let dir = ResultsLayout::new(results).cache_dir();
+            print!("{}", crate::cache::usage_table(&dir));
+            if clear {
+                crate::cache::clear(&dir)?;
+                println!("deleted {}", dir.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {

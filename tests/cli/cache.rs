@@ -146,3 +146,46 @@ fn parallel_cells_give_the_results_of_a_serial_sweep() {
     assert_eq!(ends, 6, "one closing line per cell: {log}");
     assert_same(&serial, &parallel);
 }
+
+/// `runner cache` shows what the caches hold after a sweep, and `--clear` deletes them; the
+/// next sweep rebuilds them and its cells are still found done.
+#[test]
+fn the_cache_command_shows_and_clears_the_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), FINE_TUNING);
+    let results = dir.path().join("results");
+    sweep(&exp, &results, &["--variant", "feature_extraction"]);
+    let show = |extra: &[&str]| {
+        let out = runner()
+            .arg("cache")
+            .arg("--results")
+            .arg(&results)
+            .args(extra)
+            .assert()
+            .success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    };
+    let text = show(&[]);
+    let files_of = |text: &str, kind: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} line: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Two splits: a pixels file and its description each.
+    assert_eq!(files_of(&text, "images"), 4, "{text}");
+    assert!(files_of(&text, "features") >= 2, "{text}");
+    let text = show(&["--clear"]);
+    assert!(text.contains("deleted"), "{text}");
+    assert!(!results.join(".cache").exists());
+    let text = show(&[]);
+    assert_eq!(files_of(&text, "images"), 0, "{text}");
+    let log = sweep(&exp, &results, &["--variant", "feature_extraction"]);
+    assert_eq!(
+        log.matches("skipped: done already").count(),
+        2,
+        "finished cells are not rerun: {log}"
+    );
+    assert!(log.contains("images (train): 24 decoded into"), "{log}");
+}
