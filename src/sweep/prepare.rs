@@ -191,10 +191,9 @@ pub fn open_data(
                     crate::dataset::store::Origin::Cached => "reused from",
                     crate::dataset::store::Origin::Decoded => "decoded into",
                 };
-                format!(
-                    "{verb} {} ({mib:.1} MiB, mapped)",
-                    file.file_name().unwrap_or_default().to_string_lossy()
-                )
+                let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+                let key = stem.get(..12).unwrap_or(&stem);
+                format!("{verb} the image cache (key {key}, {mib:.1} MiB, mapped)")
             }
             (Residency::Memory, _) => format!("decoded into memory ({mib:.1} MiB)"),
             (Residency::Mapped, None) => {

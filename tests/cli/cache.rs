@@ -77,7 +77,10 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
         "{log_full}"
     );
     assert!(!full.join(".cache/images").exists());
-    assert!(log.contains("images (train): 24 decoded into "), "{log}");
+    assert!(
+        log.contains("images (train): 24 decoded into the image cache (key "),
+        "{log}"
+    );
     let stores = std::fs::read_dir(cached.join(".cache/images"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "pixels")
@@ -124,7 +127,10 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     // A second sweep finds the features on disk.
     let again = sweep(&exp, &on_disk, &["--force", "--cache-memory", "1GiB"]);
     assert!(again.contains("read from disk"), "{again}");
-    assert!(again.contains("images (train): 24 reused from "), "{again}");
+    assert!(
+        again.contains("images (train): 24 reused from the image cache (key "),
+        "{again}"
+    );
     assert!(again.contains("images (validation): "), "{again}");
     assert!(!again.contains("computed in"), "{again}");
     assert_same(&full, &on_disk);
