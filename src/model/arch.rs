@@ -162,6 +162,15 @@ impl Architecture {
         self.layers.iter().map(|l| l.name.as_str()).collect()
     }
 
+    /// The names of the conv-base layers (what a "notop" weights file holds).
+    pub fn conv_base_names(&self) -> Vec<&str> {
+        self.layers
+            .iter()
+            .filter(|l| l.in_conv_base())
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+
     pub fn total_params(&self) -> usize {
         self.layers.iter().map(Layer::params).sum()
     }

@@ -309,13 +309,7 @@ impl Network {
 
     /// Save the conv base's parameters only, like a Keras "notop" weights file.
     pub fn save_conv_base(&self, path: &Path) -> Result<()> {
-        let base: Vec<&str> = self
-            .arch
-            .layers
-            .iter()
-            .filter(|l| l.in_conv_base())
-            .map(|l| l.name.as_str())
-            .collect();
+        let base = self.arch.conv_base_names();
         let map: std::collections::HashMap<String, Tensor> = self
             .named_parameters()?
             .into_iter()

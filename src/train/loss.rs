@@ -121,6 +121,16 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The numbers under `key` of a reference JSON file, as f32.
+    fn column(reference: &serde_json::Value, key: &str) -> Vec<f32> {
+        reference[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    }
+
     /// Values from `tests/reference/bce.py` (`tf.nn.sigmoid_cross_entropy_with_logits` and its
     /// gradient, TensorFlow 2.21.0, float32).
     const REFERENCE: &str = include_str!("../../tests/reference/bce.json");
@@ -128,13 +138,7 @@ mod tests {
     #[test]
     fn matches_tensorflow_including_extreme_logits() {
         let r: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
-        let v = |k: &str| -> Vec<f32> {
-            r[k].as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        };
+        let v = |k: &str| column(&r, k);
         let (z, y, per_sample, grad) =
             (v("logits"), v("labels"), v("per_sample"), v("grad_of_mean"));
         assert!(
@@ -209,13 +213,7 @@ mod tests {
     #[test]
     fn softmax_cross_entropy_matches_pytorch_including_extreme_logits() {
         let r: serde_json::Value = serde_json::from_str(SOFTMAX_REFERENCE).unwrap();
-        let v = |k: &str| -> Vec<f32> {
-            r[k].as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        };
+        let v = |k: &str| column(&r, k);
         let classes = r["classes"].as_u64().unwrap() as usize;
         let (z, y, per_sample, grad) =
             (v("logits"), v("labels"), v("per_sample"), v("grad_of_mean"));

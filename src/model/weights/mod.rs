@@ -276,12 +276,7 @@ pub fn load_conv_base(
 ) -> Result<LoadedWeights, WeightsError> {
     let hashes = hash_file(path)?;
     let (format, mut all) = read_any(path, arch, device)?;
-    let conv_base: Vec<&str> = arch
-        .layers
-        .iter()
-        .filter(|l| l.in_conv_base())
-        .map(|l| l.name.as_str())
-        .collect();
+    let conv_base = arch.conv_base_names();
     all.retain(|name, _| {
         let layer = name.rsplit_once('.').map_or(name.as_str(), |(l, _)| l);
         conv_base.contains(&layer)
@@ -370,12 +365,7 @@ fn select(
     arch: &Architecture,
 ) -> Result<HashMap<String, Tensor>, WeightsError> {
     let available = all.keys().cloned().collect::<Vec<_>>().join(", ");
-    let conv_base: Vec<&str> = arch
-        .layers
-        .iter()
-        .filter(|l| l.in_conv_base())
-        .map(|l| l.name.as_str())
-        .collect();
+    let conv_base = arch.conv_base_names();
     let mut tensors = HashMap::new();
     for (name, shape) in parameter_shapes(arch) {
         let layer = name.rsplit_once('.').map(|(l, _)| l).unwrap_or(&name);
