@@ -170,19 +170,15 @@ pub fn manifest_of_index(
     manifest_of_samples(&index.root, &index.class_names, &index.samples, cache)
 }
 
-/// The content hash of every file of a listing, in listing order (through the stat cache, as
-/// `manifest_of_index`): what keys the decoded-image cache.
-pub fn file_hashes(
-    index: &ClassIndex,
-    cache: &mut StatCache,
-) -> Result<Vec<String>, FingerprintError> {
-    let (manifest, _) = manifest_of_index(index, cache)?;
+/// The content hash of every file of a listing, in listing order, from the listing's manifest
+/// (`manifest_of_index`): what keys the decoded-image cache.
+pub fn hashes_in_listing_order(index: &ClassIndex, manifest: &Manifest) -> Vec<String> {
     let by_path: std::collections::HashMap<&str, &str> = manifest
         .files
         .iter()
         .map(|f| (f.path.as_str(), f.sha256.as_str()))
         .collect();
-    Ok(index
+    index
         .samples
         .iter()
         .map(|s| {
@@ -193,7 +189,25 @@ pub fn file_hashes(
                 .unwrap_or_default()
                 .to_string()
         })
-        .collect())
+        .collect()
+}
+
+/// The manifest of the files a decoded split uses, from the manifest of its whole listing
+/// (`manifest_of_index`): the same as `manifest_of_split`, without reading the files' metadata
+/// again.
+pub fn manifest_of_kept(listing: &Manifest, split: &Split) -> Manifest {
+    let kept: std::collections::HashSet<String> = split
+        .samples
+        .iter()
+        .map(|s| relative_path(&split.root, &s.path))
+        .collect();
+    let files = listing
+        .files
+        .iter()
+        .filter(|f| kept.contains(&f.path))
+        .cloned()
+        .collect();
+    Manifest::new(listing.classes.clone(), files)
 }
 
 /// Fingerprint the files a decoded split uses (files it skipped are left out).

@@ -150,6 +150,23 @@ fn files_a_split_skipped_are_not_in_its_manifest() {
     let all = manifest(dir.path());
     assert_eq!(all.len(), 3);
     assert_ne!(used.root, all.root);
+    // The listing's manifest less the skipped file is the same manifest, root hash included.
+    assert_eq!(manifest_of_kept(&all, &split), used);
+    let index = index_directory(dir.path()).unwrap();
+    let hashes = hashes_in_listing_order(&index, &all);
+    let by_path: Vec<(String, String)> = all
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    let listed: Vec<String> = index
+        .samples
+        .iter()
+        .map(|s| relative_path(&index.root, &s.path))
+        .collect();
+    for (path, hash) in listed.iter().zip(&hashes) {
+        assert!(by_path.contains(&(path.clone(), hash.clone())), "{path}");
+    }
 }
 
 #[test]

@@ -113,27 +113,35 @@ pub fn fingerprint(
     progress: &super::Progress,
 ) -> anyhow::Result<PreparedData> {
     let mut cache = fingerprint::StatCache::open(&results.cache_dir());
-    fingerprint_with(data, &mut cache, progress)
+    let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, &mut cache)?;
+    let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, &mut cache)?;
+    cache.save()?;
+    Ok(prepared(
+        data,
+        train_manifest,
+        validation_manifest,
+        progress,
+    ))
 }
 
-fn fingerprint_with(
+/// A data set with its manifests: the dataset hash, and a warning for each file that is in
+/// both splits.
+fn prepared(
     data: Data,
-    cache: &mut fingerprint::StatCache,
+    train_manifest: Manifest,
+    validation_manifest: Manifest,
     progress: &super::Progress,
-) -> anyhow::Result<PreparedData> {
-    let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, cache)?;
-    let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, cache)?;
-    cache.save()?;
+) -> PreparedData {
     for dup in fingerprint::duplicates_across(&train_manifest, &validation_manifest) {
         progress.line(&format!("warning: {dup}"));
     }
     let hash = fingerprint::dataset_hash(&train_manifest, &validation_manifest);
-    Ok(PreparedData {
+    PreparedData {
         data,
         hash,
         train_manifest,
         validation_manifest,
-    })
+    }
 }
 
 /// The image cache of a sweep: files under `results/.cache/images`, memory from `budget`.
@@ -163,23 +171,27 @@ pub fn open_data(
     }
     let (train_index, validation_index) = Data::index(&train_dir, &validation_dir, binary)?;
     let mut stat = fingerprint::StatCache::open(&options.results.cache_dir());
-    let mut open_split = |index: ClassIndex, name: &str| -> anyhow::Result<Split> {
-        let hashes = match images
-            .enabled
-            .then(|| fingerprint::file_hashes(&index, &mut stat))
-        {
-            None => None,
-            Some(Ok(hashes)) => Some(hashes),
+    let mut open_split = |index: ClassIndex, name: &str| -> anyhow::Result<(Split, Manifest)> {
+        // Every listed file is hashed first: the hashes key the image cache, and the split's
+        // manifest is this one less the files decoding skips.
+        let listing = match fingerprint::manifest_of_index(&index, &mut stat) {
+            Ok((manifest, _)) => Some(manifest),
             // Under "skip", an unreadable file is left out by decoding; it only keeps this split
             // out of the on-disk image cache (a store must name every file's content).
-            Some(Err(e)) if dataset.on_bad_image == crate::config::OnBadImage::Skip => {
-                options.progress.line(&format!(
-                    "warning: image cache: {e}; not caching the {name} images on disk"
-                ));
+            Err(e) if dataset.on_bad_image == crate::config::OnBadImage::Skip => {
+                if images.enabled {
+                    options.progress.line(&format!(
+                        "warning: image cache: {e}; not caching the {name} images on disk"
+                    ));
+                }
                 None
             }
-            Some(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(e.into()),
         };
+        let hashes = listing
+            .as_ref()
+            .filter(|_| images.enabled)
+            .map(|m| fingerprint::hashes_in_listing_order(&index, m));
         let (split, report) = Split::decode_with(index, dataset, hashes.as_deref(), images)?;
         if let Some(warning) = &report.warning {
             options.progress.line(&format!("warning: {warning}"));
@@ -204,11 +216,21 @@ pub fn open_data(
         options
             .progress
             .line(&format!("images ({name}): {} {place}", split.len()));
-        Ok(split)
+        let manifest = match listing {
+            Some(listing) => fingerprint::manifest_of_kept(&listing, &split),
+            None => fingerprint::manifest_of_split(&split, &mut stat)?.0,
+        };
+        Ok((split, manifest))
     };
-    let train = open_split(train_index, "train")?;
-    let validation = open_split(validation_index, "validation")?;
-    fingerprint_with(Data { train, validation }, &mut stat, &options.progress)
+    let (train, train_manifest) = open_split(train_index, "train")?;
+    let (validation, validation_manifest) = open_split(validation_index, "validation")?;
+    stat.save()?;
+    Ok(prepared(
+        Data { train, validation },
+        train_manifest,
+        validation_manifest,
+        &options.progress,
+    ))
 }
 
 /// Open and fingerprint every data set and weights file the selected cells need, before any
