@@ -184,11 +184,6 @@ impl FeatureCache {
         }
     }
 
-    /// Bytes held in memory now, by this cache and the others sharing its budget.
-    pub fn memory_used(&self) -> u64 {
-        self.budget.used()
-    }
-
     /// The prefix outputs of `split` under `prefix`: from memory, from disk, or computed now
     /// (batches of `dataset.batch_size` in file order, no augmentation). `Ok(None)` when the set
     /// can be neither held in memory (budget) nor stored on disk: the cell then runs the full
