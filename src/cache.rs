@@ -14,35 +14,14 @@ use std::sync::Mutex;
 pub const KERNEL_HASH: &str = env!("RUNNER_KERNEL_HASH");
 
 /// What a cached value depends on besides its inputs: the kernel sources, the engine, and the
-/// CPU's vector instructions (the matrix multiply picks its kernel at run time, and another
-/// kernel may round differently).
+/// class of CPU that rounds the same way (`cpu::rounding_class`: every x86-64 CPU with FMA gives
+/// the same bits, so a results directory shared by a cluster's nodes shares its caches too).
 pub fn kernel_identity() -> String {
     format!(
         "kernel {KERNEL_HASH}\nengine {}\ncpu {}\n",
         crate::provenance::environment("cpu").engine,
-        cpu_features()
+        crate::cpu::rounding_class()
     )
-}
-
-/// The vector extensions this CPU offers that the matrix multiply may use.
-fn cpu_features() -> String {
-    #[allow(unused_mut)]
-    let mut found: Vec<&str> = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        for (name, present) in [
-            ("sse4.1", std::arch::is_x86_feature_detected!("sse4.1")),
-            ("avx", std::arch::is_x86_feature_detected!("avx")),
-            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-            ("fma", std::arch::is_x86_feature_detected!("fma")),
-            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
-        ] {
-            if present {
-                found.push(name);
-            }
-        }
-    }
-    format!("{} {}", std::env::consts::ARCH, found.join(","))
 }
 
 /// What one kind of cache holds on disk.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod dataset;
 pub mod fingerprint;
 pub mod model;

@@ -371,17 +371,8 @@ pub fn reproduce(
         return Ok(Verdict::InputsChanged(changed));
     }
     if let Some(env) = &rec.environment {
-        let now = &code.environment;
-        for (what, a, b) in [
-            ("cpu", &env.cpu, &now.cpu),
-            ("os", &env.os, &now.os),
-            ("rustc", &env.rustc, &now.rustc),
-        ] {
-            if a != b {
-                progress.line(&format!(
-                    "note: {what} differs ({a} -> {b}); CPU results are expected to match anyway"
-                ));
-            }
+        for line in hardware_notes(env, &code.environment) {
+            progress.line(&line);
         }
     }
     // Train again, into a scratch results tree.
@@ -463,4 +454,96 @@ fn manifest_differences(
         }
     }
     Ok(out)
+}
+
+/// What differs between the machine a CPU run was recorded on and this one, and what that means
+/// for the comparison (printed before retraining).
+fn hardware_notes(
+    then: &crate::provenance::Environment,
+    now: &crate::provenance::Environment,
+) -> Vec<String> {
+    let isa = |e: &crate::provenance::Environment| {
+        e.kernels
+            .as_ref()
+            .map_or("not recorded".to_string(), |k| k.isa.clone())
+    };
+    let differences: Vec<String> = [
+        ("cpu", then.cpu.clone(), now.cpu.clone()),
+        ("kernel instruction set", isa(then), isa(now)),
+        ("threads", then.threads.to_string(), now.threads.to_string()),
+        ("os", then.os.clone(), now.os.clone()),
+        ("rustc", then.rustc.clone(), now.rustc.clone()),
+    ]
+    .into_iter()
+    .filter(|(_, a, b)| a != b)
+    .map(|(what, a, b)| format!("{what} {a} -> {b}"))
+    .collect();
+    if differences.is_empty() {
+        return Vec::new();
+    }
+    let expectation = match (&then.kernels, &now.kernels) {
+        (Some(a), Some(b)) if a.bitwise_portable && b.bitwise_portable => {
+            "both are x86-64 CPUs with FMA, where the kernels sum in an order fixed by the shapes: \
+             the metrics are expected to match bit for bit"
+        }
+        (None, _) => {
+            "the run was recorded by a runner whose kernels rounded differently on other CPUs: \
+             expect float32 rounding differences (use --tolerance)"
+        }
+        _ => {
+            "one of the two CPUs is not an x86-64 CPU with FMA, outside the bitwise guarantee: \
+             expect float32 rounding differences (use --tolerance)"
+        }
+    };
+    vec![format!(
+        "note: other hardware ({}); {expectation}",
+        differences.join(", ")
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provenance::{Environment, Kernels};
+
+    fn env(cpu: &str, isa: Option<(&str, bool)>) -> Environment {
+        Environment {
+            runner_version: "0.1.0".into(),
+            rustc: "rustc 1.95.0".into(),
+            engine: "candle 0.11.1".into(),
+            device: "cpu".into(),
+            cpu: cpu.into(),
+            threads: 2,
+            os: "linux x86_64".into(),
+            kernels: isa.map(|(isa, portable)| Kernels {
+                isa: isa.into(),
+                bitwise_portable: portable,
+                source_hash: "k".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn other_hardware_is_named_with_what_to_expect() {
+        let amd = env("AMD EPYC", Some(("avx2+fma", true)));
+        let intel = env("Intel Xeon", Some(("avx512f", true)));
+        assert!(hardware_notes(&amd, &amd).is_empty());
+        let notes = hardware_notes(&amd, &intel);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("cpu AMD EPYC -> Intel Xeon"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[0].contains("kernel instruction set avx2+fma -> avx512f"),
+            "{}",
+            notes[0]
+        );
+        assert!(notes[0].contains("bit for bit"), "{}", notes[0]);
+        let old = env("AMD EPYC", None);
+        assert!(hardware_notes(&old, &intel)[0].contains("--tolerance"));
+        let arm = env("Neoverse", Some(("aarch64", false)));
+        assert!(hardware_notes(&amd, &arm)[0].contains("outside the bitwise guarantee"));
+    }
 }

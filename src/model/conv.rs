@@ -9,19 +9,23 @@
 //! How: each image's output pixels are cut into column chunks; a task builds the im2col block
 //! of one chunk (rows `(c, ky, kx)` in OIHW's order, so the kernel is used as a `(O, 9C)` matrix
 //! without copying; each row is a shifted copy of an input row, so it is built with slice
-//! copies), multiplies it with the `gemm` crate (runtime-dispatched AVX2/FMA/AVX-512 kernels),
-//! and adds bias and applies ReLU while the block is still in cache.
+//! copies), multiplies it with `matmul::matmul` (the `gemm` crate's runtime-dispatched
+//! AVX2/FMA/AVX-512 kernels, in a summation order fixed by the shapes), and adds bias and applies
+//! ReLU while the block is still in cache.
 //!
 //! Determinism: the task layout (chunk boundaries, tiles) is a function of the layer's shapes
-//! only, never of the thread count or the batch; every task runs `gemm` single-threaded, and
+//! only, never of the thread count or the batch; every task multiplies single-threaded, and
 //! gradients that sum over the batch (weight, bias) do so image by image in batch order. So the
 //! results are the same bits with any number of threads, and an image's output does not depend
-//! on the other images of its batch.
+//! on the other images of its batch. Each output element's sum is ordered by `matmul` alone, so the
+//! task layout (`Blocking`) does not change a bit either (tested with forced tiny and huge
+//! blockings), nor does the CPU (see `matmul`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::matmul::{matmul, MatMut, MatRef};
 
 /// The fused op. Only the CPU has a forward; other devices use candle's `conv2d`
 /// (see `layers::conv3x3_relu`).
@@ -54,6 +58,26 @@ impl Dims {
     fn k(&self) -> usize {
         9 * self.cin
     }
+}
+
+/// How the work is cut into tasks. In training it is a function of the shapes only
+/// (`Blocking::AUTO`); tests force tiny and huge blockings to show that no bit depends on it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Blocking {
+    /// Output pixels per forward task (`chunk_columns` when None).
+    columns: Option<usize>,
+    /// Weight-gradient tile: rows (output channels) and columns (im2col rows) per task.
+    tile: Option<(usize, usize)>,
+    /// Images whose im2col matrices the weight gradient holds at once.
+    group: Option<usize>,
+}
+
+impl Blocking {
+    const AUTO: Blocking = Blocking {
+        columns: None,
+        tile: None,
+        group: None,
+    };
 }
 
 /// Output pixels per task. An im2col block of about 384 KiB stays in a core's L2 cache while
@@ -110,7 +134,7 @@ impl CustomOp3 for Conv3x3BiasRelu {
         let x = f32_slice(s1, l1, "input")?;
         let weight = f32_slice(s2, l2, "kernel")?;
         let bias = f32_slice(s3, l3, "bias")?;
-        let out = conv_same(x, d, weight, Some(bias), true);
+        let out = conv_same(x, d, weight, Some(bias), true, Blocking::AUTO);
         Ok((CpuStorage::F32(out), Shape::from((batch, cout, h, w))))
     }
 
@@ -159,7 +183,7 @@ impl CustomOp3 for Conv3x3BiasRelu {
         let dweight = if weight.track_op() {
             let xs = vec(x)?;
             Some(Tensor::from_vec(
-                weight_grad(&xs, &g, d),
+                weight_grad(&xs, &g, d, Blocking::AUTO),
                 (cout, cin, 3, 3),
                 dev,
             )?)
@@ -169,7 +193,7 @@ impl CustomOp3 for Conv3x3BiasRelu {
         let dx = if x.track_op() {
             let wv = vec(weight)?;
             Some(Tensor::from_vec(
-                input_grad(&g, &wv, d),
+                input_grad(&g, &wv, d, Blocking::AUTO),
                 (batch, cin, h, w),
                 dev,
             )?)
@@ -233,13 +257,23 @@ impl SharedMut {
 
 /// `out[b, o, p] = act(bias[o] + sum_r weight[o, r] * im2col(x[b])[r, p])` for all images,
 /// with `weight` as an `(cout, 9 * cin)` row-major matrix.
-fn conv_same(x: &[f32], d: Dims, weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+fn conv_same(
+    x: &[f32],
+    d: Dims,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    blocking: Blocking,
+) -> Vec<f32> {
     let (hw, k) = (d.hw(), d.k());
     let mut out = vec![0f32; d.batch * d.cout * hw];
     if out.is_empty() {
         return out;
     }
-    let nc = chunk_columns(d);
+    let nc = blocking
+        .columns
+        .unwrap_or_else(|| chunk_columns(d))
+        .clamp(1, hw);
     let chunks = hw.div_ceil(nc);
     let dst = SharedMut(out.as_mut_ptr());
     (0..d.batch * chunks).into_par_iter().for_each_init(
@@ -260,27 +294,30 @@ fn conv_same(x: &[f32], d: Dims, weight: &[f32], bias: Option<&[f32]>, relu: boo
             );
             // This task alone writes rows 0..cout, columns p0..p0+n of image `img`.
             let block = dst.at(img * d.cout * hw + p0);
+            // SAFETY: `weight` is (cout, k) and `cols` (k, n), both row-major; this task alone
+            // writes rows 0..cout, columns p0..p0+n of image `img` (stride hw).
             unsafe {
-                gemm::gemm(
+                matmul(
                     d.cout,
                     n,
                     k,
-                    block,
-                    1,
-                    hw as isize,
+                    MatMut {
+                        ptr: block,
+                        rs: hw as isize,
+                        cs: 1,
+                    },
                     false,
-                    weight.as_ptr(),
-                    1,
-                    k as isize,
-                    cols.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
+                    MatRef {
+                        ptr: weight.as_ptr(),
+                        rs: k as isize,
+                        cs: 1,
+                    },
+                    MatRef {
+                        ptr: cols.as_ptr(),
+                        rs: n as isize,
+                        cs: 1,
+                    },
                     false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
             for o in 0..d.cout {
@@ -313,7 +350,7 @@ fn bias_grad(g: &[f32], d: Dims) -> Vec<f32> {
 
 /// dL/dinput: the gradient flows back through the same 3x3 "same" correlation with the kernel
 /// flipped in space and its channel axes swapped: `w'[c, o, ky, kx] = w[o, c, 2 - ky, 2 - kx]`.
-fn input_grad(g: &[f32], weight: &[f32], d: Dims) -> Vec<f32> {
+fn input_grad(g: &[f32], weight: &[f32], d: Dims, blocking: Blocking) -> Vec<f32> {
     let mut flipped = vec![0f32; weight.len()];
     for o in 0..d.cout {
         for c in 0..d.cin {
@@ -329,7 +366,7 @@ fn input_grad(g: &[f32], weight: &[f32], d: Dims) -> Vec<f32> {
         w: d.w,
         cout: d.cin,
     };
-    conv_same(g, back, &flipped, None, false)
+    conv_same(g, back, &flipped, None, false, blocking)
 }
 
 /// Tile of the weight gradient (rows = output channels, columns = im2col rows) per task.
@@ -340,14 +377,18 @@ const WEIGHT_GRAD_COLS_BYTES: usize = 64 << 20;
 
 /// dL/dweight `(cout, 9 * cin)` = sum over images of `g[b] (cout, hw) x im2col(x[b])^T`.
 /// Each tile of the result is one task that adds the images in batch order.
-fn weight_grad(x: &[f32], g: &[f32], d: Dims) -> Vec<f32> {
+fn weight_grad(x: &[f32], g: &[f32], d: Dims, blocking: Blocking) -> Vec<f32> {
     let (hw, k) = (d.hw(), d.k());
     let mut dw = vec![0f32; d.cout * k];
     if d.batch == 0 || hw == 0 {
         return dw;
     }
-    let group = (WEIGHT_GRAD_COLS_BYTES / (4 * k * hw)).clamp(1, d.batch);
-    let (tiles_r, tiles_c) = (d.cout.div_ceil(TILE_ROWS), k.div_ceil(TILE_COLS));
+    let group = blocking
+        .group
+        .unwrap_or(WEIGHT_GRAD_COLS_BYTES / (4 * k * hw))
+        .clamp(1, d.batch);
+    let (tile_rows, tile_cols) = blocking.tile.unwrap_or((TILE_ROWS, TILE_COLS));
+    let (tiles_r, tiles_c) = (d.cout.div_ceil(tile_rows), k.div_ceil(tile_cols));
     let mut cols = vec![0f32; group * k * hw];
     let dst = SharedMut(dw.as_mut_ptr());
     for first in (0..d.batch).step_by(group) {
@@ -362,33 +403,36 @@ fn weight_grad(x: &[f32], g: &[f32], d: Dims) -> Vec<f32> {
             });
         let cols = &cols;
         (0..tiles_r * tiles_c).into_par_iter().for_each(|tile| {
-            let (r0, c0) = ((tile / tiles_c) * TILE_ROWS, (tile % tiles_c) * TILE_COLS);
-            let (m, n) = (TILE_ROWS.min(d.cout - r0), TILE_COLS.min(k - c0));
+            let (r0, c0) = ((tile / tiles_c) * tile_rows, (tile % tiles_c) * tile_cols);
+            let (m, n) = (tile_rows.min(d.cout - r0), tile_cols.min(k - c0));
             // This task alone writes rows r0..r0+m, columns c0..c0+n of dw.
             let block = dst.at(r0 * k + c0);
             for i in 0..count {
                 let img = first + i;
+                // SAFETY: `g[img]` rows r0.. are (m, hw) row-major, the im2col rows c0.. are
+                // (n, hw) row-major, read as (hw, n); this task alone writes its tile of dw.
                 unsafe {
-                    gemm::gemm(
+                    matmul(
                         m,
                         n,
                         hw,
-                        block,
-                        1,
-                        k as isize,
+                        MatMut {
+                            ptr: block,
+                            rs: k as isize,
+                            cs: 1,
+                        },
                         img > 0,
-                        g[(img * d.cout + r0) * hw..].as_ptr(),
-                        1,
-                        hw as isize,
-                        cols[(i * k + c0) * hw..].as_ptr(),
-                        hw as isize,
-                        1,
-                        1.0,
-                        1.0,
+                        MatRef {
+                            ptr: g[(img * d.cout + r0) * hw..].as_ptr(),
+                            rs: hw as isize,
+                            cs: 1,
+                        },
+                        MatRef {
+                            ptr: cols[(i * k + c0) * hw..].as_ptr(),
+                            rs: 1,
+                            cs: hw as isize,
+                        },
                         false,
-                        false,
-                        false,
-                        Parallelism::None,
                     );
                 }
             }

@@ -75,8 +75,17 @@ pub fn flatten_channels_last(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `x W^T + b` with `weight` in (out, in) layout, optionally followed by ReLU.
+///
+/// On the CPU (f32) the product is `dense::dense_product`, rounded the same way on every CPU;
+/// other devices keep candle's `matmul`.
 pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
-    let y = x.matmul(&weight.t()?)?.broadcast_add(bias)?;
+    let f32_all = [x, weight].iter().all(|t| t.dtype() == DType::F32);
+    let product = if x.device().is_cpu() && f32_all && x.rank() == 2 {
+        super::dense::dense_product(x, weight)?
+    } else {
+        x.matmul(&weight.t()?)?
+    };
+    let y = product.broadcast_add(bias)?;
     if relu {
         y.relu()
     } else {

@@ -3,11 +3,13 @@
 
 pub mod arch;
 pub mod conv;
+pub mod dense;
 pub mod device;
 pub mod device_check;
 pub mod freeze;
 pub mod init;
 pub mod layers;
+pub mod matmul;
 pub mod network;
 pub mod summary;
 pub mod weights;

@@ -1,6 +1,6 @@
 //! The machine and software a run used.
 
-use super::Environment;
+use super::{Environment, Kernels};
 
 /// `rustc --version` of the compiler that built the runner (captured by build.rs).
 const RUSTC: &str = env!("RUNNER_RUSTC_VERSION");
@@ -20,6 +20,11 @@ pub fn environment(device: &str) -> Environment {
             .unwrap_or_else(|| "unknown".to_string()),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         os: os(std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()),
+        kernels: Some(Kernels {
+            isa: crate::cpu::kernel_isa().to_string(),
+            bitwise_portable: crate::cpu::bitwise_portable(),
+            source_hash: env!("RUNNER_KERNEL_HASH").to_string(),
+        }),
     }
 }
 

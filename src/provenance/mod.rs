@@ -24,7 +24,7 @@ pub use env::environment;
 pub use git::{code_state, diff_text, snapshot, CodeSnapshot, ProvenanceError};
 
 use crate::config::hash::hex;
-pub use crate::store::record::{Environment, Provenance};
+pub use crate::store::record::{Environment, Kernels, Provenance};
 
 /// The code hash outside a git repository.
 pub const NO_GIT: &str = "no-git";

@@ -456,6 +456,7 @@ mod tests {
                 cpu: "x".into(),
                 threads: 2,
                 os: "linux".into(),
+                kernels: None,
             });
         }
         c

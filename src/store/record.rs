@@ -119,6 +119,20 @@ pub struct Environment {
     pub cpu: String,
     pub threads: usize,
     pub os: String,
+    /// The CPU kernels that ran: absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Kernels>,
+}
+
+/// The identity of the CPU kernels a run used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kernels {
+    /// The instruction set the matrix kernels dispatched to (`cpu::kernel_isa`).
+    pub isa: String,
+    /// Whether this CPU is covered by the bitwise guarantee (x86-64 with FMA).
+    pub bitwise_portable: bool,
+    /// Hash of the sources that compute the layers (build.rs's `RUNNER_KERNEL_HASH`).
+    pub source_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

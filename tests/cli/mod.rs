@@ -2,6 +2,7 @@
 
 mod bench;
 mod cache;
+mod cross_cpu;
 mod device;
 mod errors;
 mod hash;

@@ -219,3 +219,57 @@ fn an_images_output_does_not_depend_on_the_rest_of_its_batch() {
     assert_eq!(bits(&alone[0]), bits(&in_batch[2]));
     assert_eq!(bits(&alone[0]), bits(&reordered[1]));
 }
+
+/// The forward pass, the input gradient and the weight gradient cut into tasks of one pixel or one
+/// weight, into the production layout, and into one task for everything, with a reduction long
+/// enough (576 and 4608) to span several depth blocks: the same bits every time.
+#[test]
+fn results_do_not_depend_on_the_blocking() {
+    for (shape, cout) in [((3, 64, 7, 6), 40), ((2, 512, 3, 3), 24)] {
+        let (b, c, h, w) = shape;
+        let d = Dims {
+            batch: b,
+            cin: c,
+            h,
+            w,
+            cout,
+        };
+        let x = random(b * c * h * w, 5, "x", -1.0, 1.0);
+        let k = random(cout * c * 9, 5, "w", -0.5, 0.5);
+        let bias = random(cout, 5, "b", -0.3, 0.3);
+        let g = random(b * cout * h * w, 5, "g", -1.0, 1.0);
+        let run = |blocking: Blocking| {
+            (
+                conv_same(&x, d, &k, Some(&bias), true, blocking),
+                input_grad(&g, &k, d, blocking),
+                weight_grad(&x, &g, d, blocking),
+                bias_grad(&g, d),
+            )
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let auto = run(Blocking::AUTO);
+        for forced in [
+            Blocking {
+                columns: Some(1),
+                tile: Some((1, 1)),
+                group: Some(1),
+            },
+            Blocking {
+                columns: Some(5),
+                tile: Some((3, 7)),
+                group: Some(2),
+            },
+            Blocking {
+                columns: Some(usize::MAX),
+                tile: Some((usize::MAX / 2, usize::MAX / 2)),
+                group: Some(usize::MAX),
+            },
+        ] {
+            let other = run(forced);
+            assert_eq!(bits(&auto.0), bits(&other.0), "forward, {forced:?}");
+            assert_eq!(bits(&auto.1), bits(&other.1), "input gradient, {forced:?}");
+            assert_eq!(bits(&auto.2), bits(&other.2), "weight gradient, {forced:?}");
+            assert_eq!(bits(&auto.3), bits(&other.3), "bias gradient");
+        }
+    }
+}
