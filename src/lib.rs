@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod export;
 pub mod fingerprint;
 pub mod model;
 pub mod provenance;
