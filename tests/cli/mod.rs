@@ -4,6 +4,7 @@ mod bench;
 mod cache;
 mod device;
 mod errors;
+mod export;
 mod hash;
 mod interrupt;
 mod pretrain;
