@@ -227,7 +227,8 @@ pub fn torchvision_feature_indices(arch: &Architecture) -> Vec<(usize, &str)> {
 }
 
 /// Resolve `weights` for `arch`: every conv-base parameter must be present with the right shape;
-/// head parameters are taken when present (e.g. a checkpoint of a previous run).
+/// head parameters are taken when present (e.g. in a model `runner export-model` wrote from a
+/// previous run).
 pub fn load(
     weights: &Weights,
     arch: &Architecture,
