@@ -152,3 +152,65 @@ fn a_feature_extraction_cell_keeps_its_head_only_and_exports_the_whole_model() {
         )
     );
 }
+
+/// A cell built on a pretraining stage: its conv layers come from the stage's checkpoint (whose
+/// multi-class head is not used), its head from the cell.
+#[test]
+fn a_cell_on_a_pretraining_stage_exports_the_stage_conv_base_and_its_own_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        dir.path(),
+        r#"
+[[variants]]
+name = "staged"
+model.weights = { stage = "pretrain" }
+training.freeze = ["block*"]
+
+[pretrain]
+seed = 0
+epochs = 1
+
+[pretrain.dataset.synthetic]
+task = "source"
+seed = 1
+train_per_class = 2
+validation_per_class = 1
+size = 32
+"#,
+    );
+    let results = dir.path().join("results");
+    runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--variant", "staged", "--seed", "0", "--epochs", "1"])
+        .args(["--quiet", "--no-report", "--results"])
+        .arg(&results)
+        .assert()
+        .success();
+    let cell = cell_dir(&results, "tiny", "staged", 0);
+    let record = read_json(&cell.join("run.json"));
+    let checkpoint = PathBuf::from(record["stage"]["checkpoint"].as_str().unwrap());
+    assert_eq!(record["weights"]["sha256"], sha256(&checkpoint).as_str());
+    let model = dir.path().join("model.safetensors");
+    runner()
+        .arg("export-model")
+        .arg(&cell)
+        .arg("-o")
+        .arg(&model)
+        .assert()
+        .success();
+    let (exported, stage, trained) = (
+        tensors(&model),
+        tensors(&checkpoint),
+        tensors(&cell.join("trained.safetensors")),
+    );
+    assert_eq!(exported.len(), 2 * 15);
+    for (name, bits) in &exported {
+        let from = if name.starts_with("block") {
+            &stage[name]
+        } else {
+            &trained[name]
+        };
+        assert!(from == bits, "{name} differs from its source");
+    }
+}
