@@ -211,6 +211,12 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Compare two variants of an experiment, or two run directories, in the terminal.
     Compare(crate::report::CompareArgs),
+    /// Write a cell's complete model: its frozen layers rebuilt from the base it was trained
+    /// from (checked against the SHA-256 it recorded) and its trained parameters, as safetensors
+    /// with Keras layer names.
+    ///
+    /// A cell stores only the parameters it trained (trained.safetensors, best-trained.safetensors).
+    ExportModel(crate::export::ExportArgs),
     /// Measure throughput: conv-base forward, block-5 fine-tuning step, head-only step.
     ///
     /// Full VGG16 widths with random (seeded) weights and images: no download. Prints images/s
@@ -467,6 +473,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => crate::report::run_report(&args),
         Command::Compare(args) => crate::report::run_compare(&args),
+        Command::ExportModel(args) => crate::export::run(&args),
         Command::Device {
             device,
             check,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod dataset;
+pub mod export;
 pub mod fingerprint;
 pub mod model;
 pub mod provenance;

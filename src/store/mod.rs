@@ -99,6 +99,16 @@ pub fn read_record(dir: &Path) -> Option<RunRecord> {
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| fs::File::create(tmp)?.write_all(bytes))
+}
+
+/// Have `write` create a temporary file in `path`'s directory, then move it to `path`: for
+/// writers that take a path rather than bytes (safetensors). Readers see the old file or the
+/// whole new one, never a part; the temporary file is removed if anything fails.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -106,9 +116,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        write(&tmp)?;
+        fs::File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -173,6 +173,11 @@ pub struct RunRecord {
     pub last: Option<EpochMetrics>,
     pub trainable_layers: Vec<String>,
     pub parameters: ParameterCounts,
+    /// SHA-256 over the frozen parameters as the cell built them (from `weights`, the stage's
+    /// checkpoint or the seed). The cell stores only its trained parameters; `runner
+    /// export-model` rebuilds the frozen ones and checks them against this hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_sha256: Option<String>,
     pub weights: WeightsRecord,
     pub train: Option<SplitRecord>,
     pub validation: Option<SplitRecord>,
@@ -242,6 +247,7 @@ impl RunRecord {
                 trainable: 0,
                 frozen: 0,
             },
+            frozen_sha256: None,
             weights: WeightsRecord {
                 source: None,
                 sha256: None,

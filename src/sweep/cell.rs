@@ -10,13 +10,15 @@ use super::progress::{self, Progress};
 use super::{CellResult, SweepOptions};
 use crate::config::{Cell, Experiment, Variant};
 use crate::dataset::batches::Split;
+use crate::model::weights::trained::{self, BEST_TRAINED_FILE, TRAINED_FILE};
 use crate::model::{freeze, Network, OpenDevice};
 use crate::store::lock::CellLock;
 use crate::store::record::{
     Environment, ParameterCounts, SkippedFile, SplitRecord, StageUse, WeightsRecord,
 };
 use crate::store::{
-    lock_path, partial_dir, read_record, write_atomic, CellWriter, RunRecord, Status,
+    lock_path, partial_dir, read_record, write_atomic, write_atomic_with, CellWriter, RunRecord,
+    Status,
 };
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer, Running};
 
@@ -163,6 +165,7 @@ pub fn run_cell(
     )?;
     let mut optimizer = KerasOptimizer::new(cfg.training.optimizer, network.trainable_vars())?;
     let (trainable, frozen) = network.parameter_counts();
+    let frozen_sha256 = trained::frozen_hash(&network)?;
     let cache = super::cache::for_cell(
         &network,
         &cfg,
@@ -198,6 +201,7 @@ pub fn run_cell(
         last: None,
         trainable_layers,
         parameters: ParameterCounts { trainable, frozen },
+        frozen_sha256: Some(frozen_sha256),
         weights: WeightsRecord {
             source: loaded.source.clone(),
             sha256: loaded.sha256.clone(),
@@ -298,7 +302,7 @@ pub fn run_cell(
         Err(e) => (Status::Failed, Some(format!("{e:#}"))),
     };
     if matches!(status, Status::Done | Status::Diverged) {
-        network.save_safetensors(&work.join("model.safetensors"))?;
+        save_trained(&network, &work.join(TRAINED_FILE))?;
         let _ = std::fs::remove_file(&checkpoint_path);
     }
     let last = writer.metrics().last().copied();
@@ -330,11 +334,20 @@ pub(super) fn split_record(split: &Split) -> SplitRecord {
     }
 }
 
+/// A cell keeps only what training changed: the frozen layers are rebuilt from the base it
+/// records (`runner export-model`), so the cell does not store another copy of them.
+fn save_trained(network: &Network, path: &Path) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| {
+        trained::save(network, tmp).map_err(|e| std::io::Error::other(e.to_string()))
+    })
+}
+
 struct CellObserver<'a> {
     writer: &'a mut CellWriter,
     progress: &'a Progress,
     bar: progress::EpochBar,
-    /// Best validation accuracy so far; `best.safetensors` holds that epoch's model.
+    /// Best validation accuracy so far; `best-trained.safetensors` holds that epoch's trained
+    /// parameters.
     best: f64,
 }
 
@@ -352,10 +365,7 @@ impl Observer for CellObserver<'_> {
         self.bar.finish();
         if m.val_acc > self.best {
             self.best = m.val_acc;
-            let path = self.writer.work_dir().join("best.safetensors");
-            let tmp = path.with_extension("tmp");
-            network.save_safetensors(&tmp)?;
-            std::fs::rename(&tmp, &path)?;
+            save_trained(network, &self.writer.work_dir().join(BEST_TRAINED_FILE))?;
         }
         self.writer.epoch(m)?;
         self.progress.line(&progress::epoch_line(

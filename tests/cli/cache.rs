@@ -33,13 +33,13 @@ fn sweep(exp: &Path, results: &Path, args: &[&str]) -> String {
 
 const VARIANTS: [&str; 3] = ["feature_extraction", "fine_tuning_aug", "fine_tuning"];
 
-/// Metrics and saved model bytes of every cell of a sweep.
+/// Metrics and saved trained-parameter bytes of every cell of a sweep.
 fn outcome(results: &Path) -> Vec<(String, Vec<String>, Vec<u8>)> {
     let mut out = Vec::new();
     for variant in VARIANTS {
         for seed in [0, 1] {
             let cell = cell_dir(results, "tiny", variant, seed);
-            let model = std::fs::read(cell.join("model.safetensors")).unwrap();
+            let model = std::fs::read(cell.join("trained.safetensors")).unwrap();
             out.push((format!("{variant}/{seed}"), metrics(&cell), model));
         }
     }
@@ -49,7 +49,7 @@ fn outcome(results: &Path) -> Vec<(String, Vec<String>, Vec<u8>)> {
 fn assert_same(a: &Path, b: &Path) {
     for ((cell, ma, wa), (_, mb, wb)) in outcome(a).into_iter().zip(outcome(b)) {
         assert_eq!(ma, mb, "{cell}: metrics differ");
-        assert!(wa == wb, "{cell}: model.safetensors differs");
+        assert!(wa == wb, "{cell}: trained.safetensors differs");
     }
 }
 

@@ -5,6 +5,7 @@ mod cache;
 mod cross_cpu;
 mod device;
 mod errors;
+mod export;
 mod hash;
 mod interrupt;
 mod pretrain;

@@ -122,15 +122,17 @@ fn a_killed_sweep_resumes_and_ends_with_the_same_metrics_as_an_uninterrupted_one
 
     let resumed = sweep(&exp, &results, &args);
     assert!(resumed.contains("resuming after epoch"), "{resumed}");
-    assert_eq!(
-        metrics(&final_dir),
-        metrics(&cell_dir(&reference, "tiny", "fine_tuning_aug", 1))
-    );
+    let uninterrupted = cell_dir(&reference, "tiny", "fine_tuning_aug", 1);
+    assert_eq!(metrics(&final_dir), metrics(&uninterrupted));
     assert_eq!(read_json(&final_dir.join("run.json"))["status"], "done");
     assert!(!final_dir.join("checkpoint.safetensors").exists());
-    assert!(
-        final_dir.join("model.safetensors").exists() && final_dir.join("best.safetensors").exists()
-    );
+    for file in ["trained.safetensors", "best-trained.safetensors"] {
+        assert!(
+            std::fs::read(final_dir.join(file)).unwrap()
+                == std::fs::read(uninterrupted.join(file)).unwrap(),
+            "{file} differs from the uninterrupted run's"
+        );
+    }
 }
 
 #[test]

@@ -183,7 +183,8 @@ fn imported_weights_train_and_are_recorded() {
 }
 
 /// The lecture's two-stage recipe: train the head on a frozen base, then fine-tune block 5
-/// starting from that cell's saved model.
+/// starting from that cell's model, which `export-model` writes (the cell's trained-parameter
+/// file alone is refused, saying so).
 #[test]
 fn a_cell_checkpoint_is_loadable_as_the_weights_of_another_experiment() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,41 +205,58 @@ fn a_cell_checkpoint_is_loadable_as_the_weights_of_another_experiment() {
         .assert()
         .success();
     let stage1 = cell_dir(&results, "tiny", "feature_extraction", 0);
-    for file in ["model.safetensors", "best.safetensors"] {
+    for file in ["trained.safetensors", "best-trained.safetensors"] {
         assert!(stage1.join(file).exists(), "{file}");
     }
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("name = \"tiny\"", "name = \"stage2\"")
-        .replace(
-            "weights = \"none\"",
-            &format!(
-                "weights = {{ file = {:?} }}",
-                stage1.join("model.safetensors").display().to_string()
-            ),
-        );
-    let exp2 = dir.path().join("stage2.toml");
-    std::fs::write(&exp2, text).unwrap();
+    let stage2 = |weights: &Path| -> PathBuf {
+        let text = std::fs::read_to_string(&exp)
+            .unwrap()
+            .replace("name = \"tiny\"", "name = \"stage2\"")
+            .replace(
+                "weights = \"none\"",
+                &format!("weights = {{ file = {:?} }}", weights.display().to_string()),
+            );
+        let exp2 = dir.path().join("stage2.toml");
+        std::fs::write(&exp2, text).unwrap();
+        exp2
+    };
+    let sweep2 = |exp2: &Path| {
+        runner()
+            .args([
+                "sweep",
+                "--quiet",
+                "--variant",
+                "fine_tuning_aug",
+                "--seed",
+                "0",
+            ])
+            .arg(exp2)
+            .arg("--results")
+            .arg(&results)
+            .assert()
+    };
+    let out = sweep2(&stage2(&stage1.join("trained.safetensors"))).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("a cell's trained layers only, without the frozen ones")
+            && stderr.contains("`runner export-model <the cell's directory> -o model.safetensors`"),
+        "{stderr}"
+    );
+    let model = dir.path().join("stage1-model.safetensors");
     runner()
-        .args([
-            "sweep",
-            "--quiet",
-            "--variant",
-            "fine_tuning_aug",
-            "--seed",
-            "0",
-        ])
-        .arg(&exp2)
-        .arg("--results")
-        .arg(&results)
+        .arg("export-model")
+        .arg(&stage1)
+        .arg("-o")
+        .arg(&model)
         .assert()
         .success();
+    sweep2(&stage2(&model)).success();
     let record = read_json(&cell_dir(&results, "stage2", "fine_tuning_aug", 0).join("run.json"));
     assert_eq!(record["status"], "done");
     assert_eq!(record["weights"]["format"], "safetensors");
     let sha = record["weights"]["sha256"].as_str().unwrap().to_string();
     assert_eq!(record["key"]["weights"].as_str().unwrap(), sha);
-    let bytes = std::fs::read(stage1.join("model.safetensors")).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
     use sha2::Digest;
     let expected: String = sha2::Sha256::digest(&bytes)
         .iter()

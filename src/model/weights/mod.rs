@@ -17,6 +17,7 @@ pub mod known;
 mod pickle;
 mod safetensors;
 mod torch_pth;
+pub mod trained;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -74,6 +75,14 @@ pub enum WeightsError {
         expected: Vec<usize>,
         actual: Vec<usize>,
     },
+    #[error("{}: tensor \"{name}\" is not a trainable parameter of this network (it trains: {trainable}); the file comes from a cell that trained other layers", path.display())]
+    NotTrainable {
+        path: PathBuf,
+        name: String,
+        trainable: String,
+    },
+    #[error("{}: a cell's trained layers only, without the frozen ones (\"{name}\" is not there); `runner export-model <the cell's directory> -o model.safetensors` writes the complete model, which can serve as weights", path.display())]
+    TrainedOnly { path: PathBuf, name: String },
     #[error("weights \"{name}\": {message}")]
     Unavailable { name: String, message: String },
     #[error("weights \"{name}\" are not downloaded: fetch {url} and save it as {} (or run `runner weights fetch {name}`, which also checks its {hash})", path.display())]
@@ -218,7 +227,8 @@ pub fn torchvision_feature_indices(arch: &Architecture) -> Vec<(usize, &str)> {
 }
 
 /// Resolve `weights` for `arch`: every conv-base parameter must be present with the right shape;
-/// head parameters are taken when present (e.g. a checkpoint of a previous run).
+/// head parameters are taken when present (e.g. in a model `runner export-model` wrote from a
+/// previous run).
 pub fn load(
     weights: &Weights,
     arch: &Architecture,
@@ -253,7 +263,12 @@ pub fn load(
                     });
                 }
             }
-            let mut loaded = load_checked(path, arch, device)?;
+            let mut loaded = load_checked(path, arch, device).map_err(|e| match e {
+                WeightsError::Missing { path, name, .. } if trained::is_trained_file(&path) => {
+                    WeightsError::TrainedOnly { path, name }
+                }
+                e => e,
+            })?;
             loaded.verified = sha256.as_ref().map(|s| format!("sha256:{s}"));
             loaded.sha256 = Some(hashes.sha256);
             Ok(loaded)
@@ -291,7 +306,8 @@ pub fn load_conv_base(
 }
 
 /// Read `path` (any supported format) and keep the tensors `arch` uses, checking their shapes.
-fn load_checked(
+/// The file is not hashed: callers that name a file by its SHA-256 check it first.
+pub fn load_checked(
     path: &Path,
     arch: &Architecture,
     device: &Device,
