@@ -155,6 +155,11 @@ pub enum Command {
         /// Device to train on (default: the one the run was recorded on).
         #[arg(long, value_name = "DEVICE")]
         device: Option<DeviceChoice>,
+        /// Also train the run's [pretrain] stage again (in a scratch directory) and compare its
+        /// metrics and checkpoint bytes with the stored stage, before training the cell from it.
+        /// Without it, the stored stage checkpoint is checked by hash and only the cell trains.
+        #[arg(long)]
+        deep: bool,
         /// The results directory (to find run keys and generated data).
         #[arg(long, value_name = "DIR", default_value = "results")]
         results: PathBuf,
@@ -322,7 +327,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_memory: cache_memory.unwrap_or_else(crate::cache::default_memory_budget),
                 jobs: jobs as usize,
             };
-            let results = sweep::run(&experiment, &options, &stop)?;
+            let results = match sweep::run(&experiment, &options, &stop) {
+                Ok(results) => results,
+                Err(e) => match e.downcast_ref::<sweep::stage::StageInterrupted>() {
+                    Some(stopped) => {
+                        eprintln!("interrupted: {stopped}");
+                        return Ok(ExitCode::from(130));
+                    }
+                    None => return Err(e),
+                },
+            };
             println!("\n{}", progress::summary_table(&results));
             if !no_report && !stop.load(Ordering::SeqCst) {
                 write_sweep_report(file.as_deref(), &results, results_root);
@@ -435,6 +449,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run,
             tolerance,
             device,
+            deep,
             results,
         } => {
             let layout = ResultsLayout::new(results);
@@ -451,6 +466,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scratch.path(),
                 tolerance,
                 device,
+                deep,
                 Progress::detect(),
             );
             let verdict = verdict?;

@@ -2,6 +2,8 @@
 //! changed since its last run) and `reproduce` (check every input of a past run, train it again,
 //! compare the metrics and give a verdict).
 
+mod stage;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -14,6 +16,7 @@ use crate::store::{read_metrics, read_record, ResultsLayout, RunRecord};
 use crate::sweep::prepare::{self, code_state, data_key, run_key, weights_key};
 use crate::sweep::stage::{StageNotTrained, Training};
 use crate::sweep::{cell, Progress, SweepOptions};
+use crate::train::EpochMetrics;
 
 /// A run on disk.
 #[derive(Debug, Clone)]
@@ -309,12 +312,17 @@ pub enum Verdict {
 
 /// `runner reproduce`: check the inputs of a finished run, train it again into `scratch`, and
 /// compare metrics (all columns but wall-clock seconds) within `tolerance` (absolute).
+///
+/// A pretraining stage the run loaded its conv base from is an input: its stored checkpoint must
+/// have the hash the run recorded, and only the cell trains again from it. With `deep`, the
+/// stage is trained again too (into `scratch`) and compared before the cell trains from it.
 pub fn reproduce(
     run: &FoundRun,
     results: &ResultsLayout,
     scratch: &Path,
     tolerance: f64,
     device: Option<DeviceChoice>,
+    deep: bool,
     progress: Progress,
 ) -> anyhow::Result<Verdict> {
     let rec = &run.record;
@@ -345,19 +353,28 @@ pub fn reproduce(
         device: device.unwrap_or_else(|| rec.device.parse().unwrap_or(DeviceChoice::Cpu)),
         pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
     };
+    let code = code_state(&experiment.base_dir)?;
+    // The stage first: the cell's weights are its checkpoint.
+    let stored = match &rec.stage {
+        Some(used) => match stage::check(&experiment, used, &old_key.code, results, &code)? {
+            stage::StageCheck::Stored(found) => Some(found),
+            stage::StageCheck::Changed(what) => return Ok(Verdict::InputsChanged(what)),
+        },
+        None => None,
+    };
+    let stored_stage = stored.as_ref().map_or(Training::Never, Training::Stored);
     // Inputs first: data (hashing the files as they are now), weights, code.
     let (now, _) = current_key(
         &experiment,
         &experiment.variants[0],
         rec.seed,
         results,
-        Training::OpenDevice,
+        stored_stage,
     )?;
     let mut changed = key_differences(old_key, &now);
     if old_key.dataset != now.dataset {
         changed.extend(manifest_differences(&run.dir, &experiment, results)?);
     }
-    let code = code_state(&experiment.base_dir)?;
     if let Some(p) = &rec.provenance {
         if p.commit != code.provenance.commit {
             changed.push(format!(
@@ -383,7 +400,30 @@ pub fn reproduce(
         seed: rec.seed,
     }];
     let device = crate::sweep::open_device(&experiment, &options)?;
-    let inputs = prepare::prepare(&experiment, &cells, &options, Training::On(&device))?;
+    let mut diffs = Vec::new();
+    let inputs = match (&stored, &rec.stage) {
+        (Some(stored), Some(used)) if deep => {
+            let training = Training::On {
+                device: &device,
+                stop: &stop,
+            };
+            let inputs = prepare::prepare(&experiment, &cells, &options, training)?;
+            let new = inputs
+                .stages
+                .get(&used.stage.name)
+                .with_context(|| format!("the {} stage was not trained again", used.stage.name))?;
+            diffs = stage::compare(&used.stage.name, stored, new, tolerance, &progress)?;
+            inputs
+        }
+        _ => {
+            if let (Some(stored), Some(used)) = (&stored, &rec.stage) {
+                progress.line(&stage::checked_line(&used.stage.name, stored));
+            } else if deep {
+                progress.line("note: --deep: this run loads no pretraining stage");
+            }
+            prepare::prepare(&experiment, &cells, &options, stored_stage)?
+        }
+    };
     if device.info.kind != rec.device {
         progress.line(&format!(
             "note: the run was recorded on {}, this check runs on {}: expect float32 rounding differences (use --tolerance)",
@@ -401,11 +441,22 @@ pub fn reproduce(
     )?;
     let old = read_metrics(&run.dir.join("metrics.csv"))?;
     let new = read_metrics(&result.dir.join("metrics.csv"))?;
+    diffs.extend(metric_differences(&old, &new, tolerance));
+    Ok(if diffs.is_empty() {
+        Verdict::Reproduced { epochs: new.len() }
+    } else {
+        Verdict::MetricsDiffer(diffs)
+    })
+}
+
+/// Every metric of `new` that differs from `old` by more than `tolerance` (NaN matches NaN), and
+/// a different number of epochs; wall-clock seconds are not compared.
+fn metric_differences(old: &[EpochMetrics], new: &[EpochMetrics], tolerance: f64) -> Vec<String> {
     let mut diffs = Vec::new();
     if old.len() != new.len() {
         diffs.push(format!("{} epochs recorded, {} now", old.len(), new.len()));
     }
-    for (a, b) in old.iter().zip(&new) {
+    for (a, b) in old.iter().zip(new) {
         for (name, x, y) in [
             ("train_loss", a.train_loss, b.train_loss),
             ("train_acc", a.train_acc, b.train_acc),
@@ -417,11 +468,7 @@ pub fn reproduce(
             }
         }
     }
-    Ok(if diffs.is_empty() {
-        Verdict::Reproduced { epochs: new.len() }
-    } else {
-        Verdict::MetricsDiffer(diffs)
-    })
+    diffs
 }
 
 /// Which files changed, from the manifests stored with the run and the current files.

@@ -89,7 +89,8 @@ pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::
 }
 
 /// Run the selected cells of `experiment`, `options.jobs` at a time. Stops early (marking the
-/// cell `interrupted`) when `stop` becomes true.
+/// cell `interrupted`) when `stop` becomes true; during a pretraining stage, that is the error
+/// `stage::StageInterrupted`, and no cell runs.
 pub fn run(
     experiment: &Experiment,
     options: &SweepOptions,
@@ -100,7 +101,11 @@ pub fn run(
     options
         .progress
         .line(&format!("device: {}", device.info.describe()));
-    let inputs = prepare::prepare(experiment, &cells, options, stage::Training::On(&device))?;
+    let training = stage::Training::On {
+        device: &device,
+        stop: stop.as_ref(),
+    };
+    let inputs = prepare::prepare(experiment, &cells, options, training)?;
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
     }

@@ -5,30 +5,32 @@
 //! configuration (architecture and head included), its data set's fingerprint, its seed, the code
 //! state and the runner version. Its files live at
 //! `<results>/<code-state>/.stages/<name>-<key12>/` (`model.safetensors`, `metrics.csv`,
-//! `stage.json`), written into a temporary sibling and renamed when complete, under a lock file
-//! so that two sweeps train it once (the second waits, then reuses it). A stage whose directory
-//! exists is never trained again; one whose checkpoint no longer matches its recorded hash is an
-//! error, never silently retrained.
+//! `stage.json`), under a lock file so that two sweeps train it once (the second waits, then
+//! reuses it). It is trained in `<name>-<key12>.partial/`, which holds the metrics and a
+//! resumable checkpoint after every finished epoch (the cells' checkpoint format), so a sweep
+//! that is killed or interrupted resumes the stage from its last finished epoch; the directory is
+//! renamed when the stage is complete. A stage whose directory exists is never trained again; one
+//! whose checkpoint no longer matches its recorded hash is an error, never silently retrained.
+
+mod trainer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::prepare::{open_data, CodeState, PreparedData};
-use super::progress::{self, Progress};
 use super::SweepOptions;
 use crate::config::{Experiment, Stage};
 use crate::dataset::ImageCache;
-use crate::model::arch::Architecture;
-use crate::model::weights::{sha256_file, LoadedWeights};
-use crate::model::Network;
+use crate::model::weights::sha256_file;
+use crate::model::OpenDevice;
 use crate::store::lock::CellLock;
 use crate::store::record::{Environment, Provenance, SplitRecord};
-use crate::store::{lock_path, metrics_csv, sha256_hex, write_atomic, ResultsLayout};
-use crate::train::{EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer};
+use crate::store::{lock_path, sha256_hex, ResultsLayout};
+use crate::train::EpochMetrics;
 
 const RECORD: &str = "stage.json";
 const CHECKPOINT: &str = "model.safetensors";
@@ -125,19 +127,87 @@ pub struct StageNotTrained {
     pub dir: PathBuf,
 }
 
-/// How `ensure` may get a stage that is not trained yet.
+/// A stage stopped by the user (Ctrl-C) while it was training: its finished epochs are kept in
+/// `partial` for the next sweep to resume, and no cell ran.
+#[derive(Debug)]
+pub struct StageInterrupted {
+    pub stage: String,
+    pub epoch: usize,
+    /// Finished epochs kept (metrics and checkpoint) in `partial`.
+    pub kept: usize,
+    pub partial: PathBuf,
+}
+
+impl std::fmt::Display for StageInterrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (stage, epoch, partial) = (&self.stage, self.epoch, self.partial.display());
+        match self.kept {
+            0 => write!(
+                f,
+                "the {stage} stage stopped during epoch {epoch}, before any epoch had finished; \
+                 `runner sweep` trains it from the start; no cell was trained"
+            ),
+            kept => write!(
+                f,
+                "the {stage} stage stopped during epoch {epoch}; its {kept} finished epoch{} \
+                 kept in {partial}, and `runner sweep` resumes it from there; no cell was trained",
+                if kept == 1 { " is" } else { "s are" }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StageInterrupted {}
+
+/// How `ensure` gets the stage: found on disk or trained, given by the caller, or only found.
 #[derive(Clone, Copy)]
 pub enum Training<'a> {
-    /// Train it on this device (the sweep's).
-    On(&'a crate::model::OpenDevice),
-    /// Train it on the device the options and experiment name.
-    OpenDevice,
+    /// Train it (or resume it) on the sweep's device, stopping after the current batch when
+    /// `stop` becomes true (`StageInterrupted`).
+    On {
+        device: &'a OpenDevice,
+        stop: &'a AtomicBool,
+    },
+    /// Use this stage, found and checked by the caller: `reproduce` verifies a run's stage
+    /// checkpoint against the run's record and trains only the cell from it.
+    Stored(&'a StageOutcome),
     /// Do not: answer `StageNotTrained`.
     Never,
 }
 
+/// Where a stage's files are (or will be), and what its key is made of.
+pub struct Located {
+    pub components: StageKey,
+    pub key: String,
+    pub dir: PathBuf,
+    /// The stage's data set, opened and fingerprinted (its hash is part of the key).
+    pub prepared: PreparedData,
+}
+
+/// Open and fingerprint the stage's data set and compute its key and directory, without looking
+/// at what is stored there.
+pub fn locate(
+    experiment: &Experiment,
+    stage: &Stage,
+    code: &CodeState,
+    images: &ImageCache,
+    options: &SweepOptions,
+) -> anyhow::Result<Located> {
+    let context = || format!("[{}] of {}", stage.name, experiment.file.display());
+    let prepared =
+        open_data(&stage.config.dataset, false, images, options).with_context(context)?;
+    let (components, key) = stage_key(stage, &experiment.base_dir, &prepared, code);
+    let dir = stage_dir(&options.results, &code.dir_name, &stage.name, &key);
+    Ok(Located {
+        components,
+        key,
+        dir,
+        prepared,
+    })
+}
+
 /// Find the stage's checkpoint, or train it as `training` allows (waiting for another sweep that
-/// is training it). Prints one line saying which.
+/// is training it, resuming an unfinished one). Prints one line saying which.
 pub fn ensure(
     experiment: &Experiment,
     stage: &Stage,
@@ -146,27 +216,26 @@ pub fn ensure(
     training: Training<'_>,
     options: &SweepOptions,
 ) -> anyhow::Result<StageOutcome> {
+    let trainer = match training {
+        Training::Stored(found) => return Ok(found.clone()),
+        Training::On { device, stop } => Some((device, stop)),
+        Training::Never => None,
+    };
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
-    let cfg = &stage.config;
-    let prepared = open_data(&cfg.dataset, false, images, options).with_context(context)?;
-    let (components, key) = stage_key(stage, &experiment.base_dir, &prepared, code);
-    let dir = stage_dir(&options.results, &code.dir_name, &stage.name, &key);
+    let located = locate(experiment, stage, code, images, options)?;
+    let (key, dir) = (located.key.clone(), located.dir.clone());
     let mut announced = false;
     loop {
         if let Some(found) = finished(&dir, &key)? {
             options.progress.line(&reused_line(stage, &found));
             return Ok(found);
         }
-        let device = match training {
-            Training::On(device) => Some(device),
-            Training::OpenDevice => None,
-            Training::Never => {
-                return Err(StageNotTrained {
-                    stage: stage.name.clone(),
-                    dir,
-                }
-                .into())
+        let Some((device, stop)) = trainer else {
+            return Err(StageNotTrained {
+                stage: stage.name.clone(),
+                dir,
             }
+            .into());
         };
         match CellLock::acquire(&lock_path(&dir))? {
             Ok(_lock) => {
@@ -175,10 +244,20 @@ pub fn ensure(
                     options.progress.line(&reused_line(stage, &found));
                     return Ok(found);
                 }
-                return train_stage(
-                    experiment, stage, prepared, components, key, dir, code, device, options,
-                )
-                .with_context(context);
+                let run = trainer::StageRun {
+                    stage,
+                    located,
+                    code,
+                    device,
+                    stop,
+                    options,
+                };
+                return match trainer::train_stage(run) {
+                    // An interrupt is not a failure of the experiment file: it goes up as it is,
+                    // for the command to exit 130.
+                    Err(e) if e.is::<StageInterrupted>() => Err(e),
+                    other => other.with_context(context),
+                };
             }
             Err(held) => {
                 if !announced {
@@ -208,7 +287,7 @@ fn reused_line(stage: &Stage, found: &StageOutcome) -> String {
 }
 
 /// The finished stage in `dir`, checked against its record; `None` when there is none.
-fn finished(dir: &Path, key: &str) -> anyhow::Result<Option<StageOutcome>> {
+pub fn finished(dir: &Path, key: &str) -> anyhow::Result<Option<StageOutcome>> {
     let Ok(bytes) = std::fs::read(dir.join(RECORD)) else {
         return Ok(None);
     };
@@ -233,168 +312,4 @@ fn finished(dir: &Path, key: &str) -> anyhow::Result<Option<StageOutcome>> {
         trained: false,
         last: record.metrics.last().copied(),
     }))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train_stage(
-    experiment: &Experiment,
-    stage: &Stage,
-    prepared: PreparedData,
-    components: StageKey,
-    key: String,
-    dir: PathBuf,
-    code: &CodeState,
-    device: Option<&crate::model::OpenDevice>,
-    options: &SweepOptions,
-) -> anyhow::Result<StageOutcome> {
-    let started = Instant::now();
-    let started_at = crate::store::record::now();
-    let cfg = &stage.config;
-    let data = &prepared.data;
-    let classes = data.train.class_names.clone();
-    let [h, w] = cfg.dataset.image_size;
-    let arch = Architecture::build_classifier(&cfg.model, h as usize, w as usize, classes.len())?;
-    let layers = arch.layers.len();
-    // The stage trains where the cells train (on the sweep's device; opened here only for
-    // commands that have none, such as `runner why`); its checkpoint is the same on any device
-    // to float32 rounding (see model::device).
-    let opened;
-    let device = match device {
-        Some(device) => device,
-        None => {
-            opened = super::open_device(experiment, options)?;
-            &opened
-        }
-    };
-    let network = Network::new(
-        arch,
-        cfg.model.conv_init,
-        vec![true; layers],
-        &LoadedWeights::default(),
-        stage.seed,
-        &device.device,
-    )?;
-    let mut optimizer = KerasOptimizer::new(cfg.training.optimizer, network.trainable_vars())?;
-    options.progress.line(&format!(
-        "{} stage: training on {} classes ({} training, {} validation images), {} epochs, key {}",
-        stage.name,
-        classes.len(),
-        data.train.len(),
-        data.validation.len(),
-        cfg.training.epochs,
-        &key[..12]
-    ));
-    // The stage is short and every cell waits for it, so it is not interruptible: a Ctrl-C
-    // takes effect at the first cell (a second Ctrl-C exits at once, leaving no stage behind).
-    let never = AtomicBool::new(false);
-    let mut observer = StageObserver {
-        progress: &options.progress,
-        epochs: cfg.training.epochs,
-        metrics: Vec::new(),
-        bar: progress::EpochBar::default(),
-    };
-    let outcome = Fit {
-        network: &network,
-        optimizer: &mut optimizer,
-        train: &data.train,
-        validation: &data.validation,
-        dataset: &cfg.dataset,
-        epochs: cfg.training.epochs,
-        seed: stage.seed,
-        stop: &never,
-        first_epoch: 1,
-        checkpoint: None,
-        // Every layer trains: there is no frozen prefix to cache.
-        features: Default::default(),
-    }
-    .run(&mut observer);
-    observer.bar.finish();
-    match outcome? {
-        FitOutcome::Completed => {}
-        FitOutcome::Diverged { epoch, batch, loss } => bail!(
-            "the {} stage diverged: loss became {loss} in epoch {epoch}, batch {batch}; lower \
-             pretrain.learning_rate",
-            stage.name
-        ),
-        FitOutcome::Interrupted { epoch } => {
-            bail!("the {} stage stopped in epoch {epoch}", stage.name)
-        }
-    }
-
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let work = parent.join(format!(
-        ".{}.partial-{}",
-        dir.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    if work.exists() {
-        std::fs::remove_dir_all(&work)
-            .with_context(|| format!("cannot remove {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    network.save_safetensors(&work.join(CHECKPOINT))?;
-    let checkpoint_sha256 = sha256_file(&work.join(CHECKPOINT))?;
-    write_atomic(&work.join("metrics.csv"), &metrics_csv(&observer.metrics)?)?;
-    let record = StageRecord {
-        name: stage.name.clone(),
-        stage_key: key.clone(),
-        key: components,
-        code_state: code.dir_name.clone(),
-        provenance: code.provenance.clone(),
-        environment: code.environment.clone(),
-        runner_version: env!("CARGO_PKG_VERSION").into(),
-        classes,
-        train: super::cell::split_record(&data.train),
-        validation: super::cell::split_record(&data.validation),
-        metrics: observer.metrics.clone(),
-        checkpoint_sha256: checkpoint_sha256.clone(),
-        started_at,
-        finished_at: crate::store::record::now(),
-        seconds: started.elapsed().as_secs_f64(),
-        stage: stage.clone(),
-    };
-    write_atomic(&work.join(RECORD), &serde_json::to_vec_pretty(&record)?)?;
-    std::fs::rename(&work, &dir)
-        .with_context(|| format!("cannot move {} to {}", work.display(), dir.display()))?;
-    let last = observer.metrics.last().copied();
-    options.progress.line(&format!(
-        "{} stage: trained in {:.0} s{}, checkpoint {}",
-        stage.name,
-        started.elapsed().as_secs_f64(),
-        last.map(|m| format!(", val_acc {:.3}", m.val_acc))
-            .unwrap_or_default(),
-        dir.join(CHECKPOINT).display()
-    ));
-    Ok(StageOutcome {
-        key,
-        checkpoint: dir.join(CHECKPOINT),
-        dir,
-        checkpoint_sha256,
-        trained: true,
-        last,
-    })
-}
-
-struct StageObserver<'a> {
-    progress: &'a Progress,
-    epochs: usize,
-    metrics: Vec<EpochMetrics>,
-    bar: progress::EpochBar,
-}
-
-impl Observer for StageObserver<'_> {
-    fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
-        self.bar.start(self.progress, epoch, self.epochs, batches);
-    }
-
-    fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &crate::train::Running) {
-        self.bar.batch(running);
-    }
-
-    fn on_epoch_end(&mut self, m: &EpochMetrics, _network: &Network) -> anyhow::Result<()> {
-        self.bar.finish();
-        self.metrics.push(*m);
-        self.progress.line(&progress::epoch_line(m, self.epochs));
-        Ok(())
-    }
 }

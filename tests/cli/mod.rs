@@ -12,6 +12,7 @@ mod pretrain;
 mod report;
 mod reproduce;
 mod resume;
+mod stage;
 mod summary;
 mod sweep;
 mod weights;

@@ -3,7 +3,7 @@ use super::*;
 /// A reduced demo: the demo's structure (a `[pretrain]` stage on the source task, a random-base
 /// baseline and feature extraction from the pretrained base) at a size that trains in seconds.
 /// The tests turn two knobs: the stage's epochs and its images per class.
-fn reduced_demo(dir: &Path, stage_epochs: usize, source_per_class: usize) -> PathBuf {
+pub(super) fn reduced_demo(dir: &Path, stage_epochs: usize, source_per_class: usize) -> PathBuf {
     let text = format!(
         r#"
 name = "mini_demo"
@@ -77,7 +77,7 @@ fn final_val_acc(results: &Path, variant: &str, seed: u64) -> f64 {
     rec["last"]["val_acc"].as_f64().unwrap()
 }
 
-fn sha256(path: &Path) -> String {
+pub(super) fn sha256(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(std::fs::read(path).unwrap())
         .iter()
@@ -86,7 +86,7 @@ fn sha256(path: &Path) -> String {
 }
 
 /// The stage directories under the code state: `.stages/pretrain-<key12>`.
-fn stage_dirs(results: &Path) -> Vec<PathBuf> {
+pub(super) fn stage_dirs(results: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(code_state_dir(results).join(".stages"))
         .unwrap()
         .flatten()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// Metrics without the wall-clock column.
-fn metrics(cell: &Path) -> Vec<String> {
+pub(super) fn metrics(cell: &Path) -> Vec<String> {
     std::fs::read_to_string(cell.join("metrics.csv"))
         .unwrap_or_else(|e| panic!("{}: {e}", cell.display()))
         .lines()
