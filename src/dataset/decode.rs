@@ -10,6 +10,8 @@ use std::path::Path;
 
 use image::DynamicImage;
 
+mod strict;
+
 use super::{DatasetError, Image};
 
 /// Decode the image at `path` to RGB and resize it to `height` x `width`.
@@ -34,8 +36,14 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<Image, String> {
         .map_err(|_| "unknown image format (expected BMP, GIF, JPEG or PNG content)".to_string())?;
     // Only the first frame of an animated GIF is decoded, as TF does with expand_animations=False;
     // no EXIF orientation is applied (the `image` crate only does so when asked).
-    let decoded = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| format!("{format:?} data could not be decoded: {e}"))?;
+    // The `image` crate decodes damaged files that TensorFlow refuses; `strict` refuses them too.
+    let decoded = match format {
+        image::ImageFormat::Png => strict::decode_png(bytes),
+        _ => strict::check_complete(format, bytes).and_then(|()| {
+            image::load_from_memory_with_format(bytes, format).map_err(|e| e.to_string())
+        }),
+    }
+    .map_err(|why| format!("{format:?} data could not be decoded: {why}"))?;
     Ok(to_rgb(decoded))
 }
 
