@@ -4,7 +4,9 @@
 //! then `tf.image.resize(method="bilinear")`): the format comes from the magic bytes, grey is
 //! replicated to three channels, alpha is dropped (not blended), a GIF gives its first frame and
 //! EXIF orientation is ignored. JPEG pixels may differ by a few levels from TF, which decodes with
-//! libjpeg's IFAST DCT; bit exactness there is not a goal.
+//! libjpeg's IFAST DCT; bit exactness there is not a goal. A truncated or corrupt file that
+//! TensorFlow refuses is refused here too (`strict`), with what is wrong: the `image` crate alone
+//! would decode some of them, e.g. a JPEG cut short with its missing part grey.
 
 use std::path::Path;
 

@@ -15,7 +15,9 @@
 //!   IEND are ignored.
 //! * GIF (giflib `DGifSlurp`): the first image must be complete up to the terminator of its data
 //!   blocks; later frames and the trailer may be missing (TensorFlow keeps the frames it read and
-//!   uses the first).
+//!   uses the first). One difference: a first image whose LZW data holds an invalid code is
+//!   refused here (the `gif` crate stops at it), where giflib reports the defect and TensorFlow
+//!   keeps the partly decoded image.
 //! * BMP (TensorFlow's own reader): the file must be exactly the pixel-data offset plus the rows
 //!   its header declares, so a missing or an extra byte is an error.
 
