@@ -106,6 +106,13 @@ impl Split {
         cache: &ImageCache,
     ) -> Result<(Split, DecodeReport), DatasetError> {
         let decoded = store::decode_split(&index, cfg, hashes, cache)?;
+        // The first skipped file of each class, and how many (a class may lose them all).
+        let mut skipped_per_class = vec![(0usize, None); index.class_names.len()];
+        for (i, why) in &decoded.skipped {
+            let (count, first) = &mut skipped_per_class[index.samples[*i].label as usize];
+            *count += 1;
+            first.get_or_insert((index.samples[*i].path.clone(), why.clone()));
+        }
         let mut listed: Vec<Option<Sample>> = index.samples.into_iter().map(Some).collect();
         let split = Split {
             root: index.root,
@@ -133,11 +140,40 @@ impl Split {
                 ),
             });
         }
+        for (label, (count, first)) in skipped_per_class.into_iter().enumerate() {
+            let kept = split.samples.iter().any(|s| s.label as usize == label);
+            if let (false, Some((path, why))) = (kept, first) {
+                return Err(DatasetError::Index {
+                    path: split.root.join(&split.class_names[label]),
+                    message: format!(
+                        "all {count} image files of this class were unreadable and skipped (the \
+                         first, {}: {why}), and a class without images cannot be learned",
+                        path.display()
+                    ),
+                });
+            }
+        }
         let report = DecodeReport {
             origin: decoded.origin,
             warning: decoded.warning,
         };
         Ok((split, report))
+    }
+
+    /// A line for the console when files were skipped under `on_bad_image = "skip"`: how many,
+    /// the first with its reason, and where the full list is kept. `name` is the split's name
+    /// in the run records ("train" or "validation").
+    pub fn skipped_summary(&self, name: &str) -> Option<String> {
+        let (first, why) = self.skipped.first()?;
+        Some(format!(
+            "{} of {} image files in {} were unreadable and skipped (dataset.on_bad_image = \
+             \"skip\"), the first {}: {why}; all are listed with their reasons under \
+             \"{name}.skipped\" in run.json (stage.json for a pretraining stage)",
+            self.skipped.len(),
+            self.skipped.len() + self.samples.len(),
+            self.root.display(),
+            first.display(),
+        ))
     }
 
     /// Image `i` (0..255 RGB, HWC) at the configured size: from the cache, or decoded now when

@@ -4,11 +4,15 @@
 //! then `tf.image.resize(method="bilinear")`): the format comes from the magic bytes, grey is
 //! replicated to three channels, alpha is dropped (not blended), a GIF gives its first frame and
 //! EXIF orientation is ignored. JPEG pixels may differ by a few levels from TF, which decodes with
-//! libjpeg's IFAST DCT; bit exactness there is not a goal.
+//! libjpeg's IFAST DCT; bit exactness there is not a goal. A truncated or corrupt file that
+//! TensorFlow refuses is refused here too (`strict`), with what is wrong: the `image` crate alone
+//! would decode some of them, e.g. a JPEG cut short with its missing part grey.
 
 use std::path::Path;
 
 use image::DynamicImage;
+
+mod strict;
 
 use super::{DatasetError, Image};
 
@@ -34,8 +38,14 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<Image, String> {
         .map_err(|_| "unknown image format (expected BMP, GIF, JPEG or PNG content)".to_string())?;
     // Only the first frame of an animated GIF is decoded, as TF does with expand_animations=False;
     // no EXIF orientation is applied (the `image` crate only does so when asked).
-    let decoded = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| format!("{format:?} data could not be decoded: {e}"))?;
+    // The `image` crate decodes damaged files that TensorFlow refuses; `strict` refuses them too.
+    let decoded = match format {
+        image::ImageFormat::Png => strict::decode_png(bytes),
+        _ => strict::check_complete(format, bytes).and_then(|()| {
+            image::load_from_memory_with_format(bytes, format).map_err(|e| e.to_string())
+        }),
+    }
+    .map_err(|why| format!("{format:?} data could not be decoded: {why}"))?;
     Ok(to_rgb(decoded))
 }
 

@@ -11,6 +11,10 @@
 //!   files are kept too (Keras does not filter them).
 //!
 //! Nothing is decoded here: a broken file with an allowed name is listed and fails later.
+//!
+//! One difference on purpose: Keras keeps a class folder that holds no image file as a class
+//! with no examples (its label is never seen, and training goes on without a word); here it is
+//! an error naming the folder, since a class with no images cannot be learned.
 
 use std::ffi::OsString;
 use std::fs;
@@ -66,23 +70,35 @@ pub fn index_directory(dir: &Path) -> Result<ClassIndex, DatasetError> {
     }
 
     let mut samples = Vec::new();
+    let mut empty_class = None;
     for (label, class) in classes.iter().enumerate() {
-        for path in image_files(&dir.join(class))? {
-            samples.push(Sample {
-                path,
-                label: label as u32,
-            });
+        let files = image_files(&dir.join(class))?;
+        if files.is_empty() {
+            empty_class.get_or_insert(dir.join(class));
         }
+        samples.extend(files.into_iter().map(|path| Sample {
+            path,
+            label: label as u32,
+        }));
     }
     let class_names: Vec<String> = classes
         .iter()
         .map(|c| c.to_string_lossy().into_owned())
         .collect();
+    let extensions = IMAGE_EXTENSIONS.join(", ");
     if samples.is_empty() {
         return Err(invalid(&format!(
-            "no image files ({}) in the class folders {class_names:?}",
-            IMAGE_EXTENSIONS.join(", ")
+            "no image files ({extensions}) in the class folders {class_names:?}"
         )));
+    }
+    if let Some(class_dir) = empty_class {
+        return Err(DatasetError::Index {
+            path: class_dir,
+            message: format!(
+                "this class folder holds no image files ({extensions}), and a class without \
+                 images cannot be learned; add its images or remove the folder"
+            ),
+        });
     }
     Ok(ClassIndex {
         root: dir.to_path_buf(),
@@ -266,6 +282,29 @@ mod tests {
                 (1, "b/far.png".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_class_folder_without_images_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "cats/a.png");
+        touch(dir.path(), "dogs/notes.txt");
+        touch(dir.path(), "dogs/.hidden/readme.md");
+        touch(dir.path(), "wolves/a.jpg");
+        let err = index_directory(dir.path()).unwrap_err();
+        assert!(matches!(err, DatasetError::Index { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: this class folder holds no image files (.bmp, .gif, .jpeg, .jpg, .png), and \
+                 a class without images cannot be learned; add its images or remove the folder",
+                dir.path().join("dogs").display()
+            )
+        );
+        // An image in a hidden sub-folder counts, as Keras lists it.
+        touch(dir.path(), "dogs/.hidden/b.png");
+        let index = index_directory(dir.path()).unwrap();
+        assert_eq!(index.class_names, vec!["cats", "dogs", "wolves"]);
     }
 
     #[test]

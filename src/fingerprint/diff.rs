@@ -1,5 +1,6 @@
-//! Comparing manifests: what changed in a split since a run (for `runner reproduce`), and which
-//! file contents appear in both splits (validation leaking into training).
+//! Comparing manifests: what changed in a split since a run (for `runner reproduce`), which
+//! file contents appear in both splits (validation leaking into training), and which appear
+//! under two labels of one split (the same image taught as two answers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -144,6 +145,53 @@ pub fn duplicates_across(train: &Manifest, validation: &Manifest) -> Vec<Duplica
             }
         }
     }
+    found
+}
+
+/// The same content under two or more class labels of one split: the model is taught
+/// different answers for one image, which usually means a file was copied into the wrong folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelConflict {
+    pub sha256: String,
+    /// (path relative to the split root, class name) of every file with this content.
+    pub files: Vec<(String, String)>,
+}
+
+impl fmt::Display for LabelConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|(path, label)| format!("{path} ({label})"))
+            .collect();
+        write!(
+            f,
+            "the same file content (sha256 {}) is under different labels: {}",
+            short(&self.sha256),
+            files.join(", ")
+        )
+    }
+}
+
+/// Every content hash of `manifest` found under more than one label, ordered by its first path.
+pub fn label_conflicts(manifest: &Manifest) -> Vec<LabelConflict> {
+    let mut by_content: BTreeMap<&str, Vec<&FileEntry>> = BTreeMap::new();
+    for f in &manifest.files {
+        by_content.entry(f.sha256.as_str()).or_default().push(f);
+    }
+    let mut found: Vec<LabelConflict> = by_content
+        .into_iter()
+        .filter(|(_, files)| files.iter().any(|f| f.label != files[0].label))
+        .map(|(sha, files)| LabelConflict {
+            sha256: sha.to_string(),
+            files: files
+                .iter()
+                .map(|f| (f.path.clone(), f.label.clone()))
+                .collect(),
+        })
+        .collect();
+    // Manifest files are sorted by path, so each conflict's files are too.
+    found.sort_by(|a, b| a.files[0].0.cmp(&b.files[0].0));
     found
 }
 

@@ -36,7 +36,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use cache::{FileStat, StatCache};
-pub use diff::{duplicates_across, Change, Duplicate, ManifestDiff};
+pub use diff::{
+    duplicates_across, label_conflicts, Change, Duplicate, LabelConflict, ManifestDiff,
+};
 
 use crate::config::hash::hex;
 use crate::dataset::index::{index_directory, ClassIndex};

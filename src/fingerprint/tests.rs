@@ -432,6 +432,38 @@ fn the_same_content_in_both_splits_is_reported() {
 }
 
 #[test]
+fn the_same_content_under_two_labels_is_reported_with_every_path() {
+    let classes = vec!["cats".to_string(), "dogs".to_string(), "owls".to_string()];
+    let split = Manifest::new(
+        classes,
+        vec![
+            entry("cats/1.png", "same", "cats"),
+            entry("cats/1-copy.png", "same", "cats"),
+            entry("dogs/7.png", "same", "dogs"),
+            entry("cats/2.png", "twice", "cats"),
+            entry("cats/2-copy.png", "twice", "cats"),
+            entry("owls/3.png", "thrice", "owls"),
+            entry("dogs/3.png", "thrice", "dogs"),
+        ],
+    );
+    let found = label_conflicts(&split);
+    assert_eq!(found.len(), 2, "{found:?}");
+    // sha256("same") = 0967115f... (sha256sum)
+    assert_eq!(
+        found[0].to_string(),
+        "the same file content (sha256 0967115f) is under different labels: \
+         cats/1-copy.png (cats), cats/1.png (cats), dogs/7.png (dogs)"
+    );
+    assert_eq!(
+        found[1].files,
+        [
+            ("dogs/3.png".to_string(), "dogs".to_string()),
+            ("owls/3.png".to_string(), "owls".to_string())
+        ]
+    );
+}
+
+#[test]
 fn the_dataset_hash_names_each_split() {
     let split = |c: char| Manifest {
         root: c.to_string().repeat(64),

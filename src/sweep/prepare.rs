@@ -135,6 +135,14 @@ fn prepared(
     for dup in fingerprint::duplicates_across(&train_manifest, &validation_manifest) {
         progress.line(&format!("warning: {dup}"));
     }
+    for (split, manifest) in [
+        (&data.train, &train_manifest),
+        (&data.validation, &validation_manifest),
+    ] {
+        for conflict in fingerprint::label_conflicts(manifest) {
+            progress.line(&format!("warning: {}: {conflict}", split.root.display()));
+        }
+    }
     let hash = fingerprint::dataset_hash(&train_manifest, &validation_manifest);
     PreparedData {
         data,
@@ -195,6 +203,9 @@ pub fn open_data(
         let (split, report) = Split::decode_with(index, dataset, hashes.as_deref(), images)?;
         if let Some(warning) = &report.warning {
             options.progress.line(&format!("warning: {warning}"));
+        }
+        if let Some(skipped) = split.skipped_summary(name) {
+            options.progress.line(&format!("warning: {skipped}"));
         }
         let mib = split.stored_bytes() as f64 / (1 << 20) as f64;
         let place = match (split.residency(), split.cache_file()) {

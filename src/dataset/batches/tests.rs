@@ -244,6 +244,53 @@ fn a_split_with_only_bad_files_is_an_error_even_when_skipping() {
 }
 
 #[test]
+fn a_class_whose_files_were_all_skipped_is_an_error_naming_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write_png(&dir.path().join("a/0.png"), colour(0));
+    write_png(&dir.path().join("a/1.png"), colour(1));
+    fs::create_dir_all(dir.path().join("b")).unwrap();
+    fs::write(dir.path().join("b/x.png"), b"").unwrap();
+    fs::write(dir.path().join("b/y.jpg"), b"not an image").unwrap();
+    let err = Split::open(dir.path(), &config(OnBadImage::Skip)).unwrap_err();
+    let b = dir.path().join("b");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: all 2 image files of this class were unreadable and skipped (the first, {}: \
+             the file is empty), and a class without images cannot be learned",
+            b.display(),
+            b.join("x.png").display()
+        )
+    );
+}
+
+#[test]
+fn skipped_files_are_summed_up_for_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        write_png(&dir.path().join(format!("a/{i}.png")), colour(i));
+        write_png(&dir.path().join(format!("b/{i}.png")), colour(i + 3));
+    }
+    let good = Split::open(dir.path(), &config(OnBadImage::Skip)).unwrap();
+    assert_eq!(good.skipped_summary("train"), None);
+    let bad = dir.path().join("b/3.png");
+    fs::write(&bad, b"").unwrap();
+    fs::write(dir.path().join("a/9.gif"), b"GIF89a").unwrap();
+    let split = Split::open(dir.path(), &config(OnBadImage::Skip)).unwrap();
+    assert_eq!(
+        split.skipped_summary("validation").unwrap(),
+        format!(
+            "2 of 8 image files in {} were unreadable and skipped (dataset.on_bad_image = \
+             \"skip\"), the first {}: Gif data could not be decoded: truncated: the data ends \
+             before the end of the first image; all are listed with their reasons under \
+             \"validation.skipped\" in run.json (stage.json for a pretraining stage)",
+            dir.path().display(),
+            dir.path().join("a/9.gif").display()
+        )
+    );
+}
+
+#[test]
 fn data_requires_the_same_two_classes_in_both_splits() {
     let root = tempfile::tempdir().unwrap();
     let tree = |name: &str, classes: &[&str]| {
