@@ -101,6 +101,9 @@ pub fn run(
         .progress
         .line(&format!("device: {}", device.info.describe()));
     let inputs = prepare::prepare(experiment, &cells, options, stage::Training::On(&device))?;
+    if let Some(warning) = &inputs.code.warning {
+        eprintln!("{warning}");
+    }
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
     }

@@ -33,7 +33,7 @@ fn a_bad_experiment_file_names_the_file_line_and_key_and_exits_1() {
 }
 
 /// A class-folder data set written by the test: `n` tiny valid PNGs per class.
-fn image_folders(root: &Path, n: usize) {
+pub(super) fn image_folders(root: &Path, n: usize) {
     for (class, value) in [("cats", 40u8), ("dogs", 200u8)] {
         for split in ["train", "validation"] {
             let dir = root.join(split).join(class);
@@ -48,7 +48,7 @@ fn image_folders(root: &Path, n: usize) {
     }
 }
 
-fn directory_experiment(dir: &Path, extra_dataset: &str) -> PathBuf {
+pub(super) fn directory_experiment(dir: &Path, extra_dataset: &str) -> PathBuf {
     let text = format!(
         "name = \"dirs\"\nseeds = [0]\n[dataset]\ntrain_dir = \"data/train\"\nvalidation_dir = \"data/validation\"\n\
          image_size = [32, 32]\nbatch_size = 4\n{extra_dataset}\n[model]\nchannels = [2, 2, 2, 2, 2]\nhead = {{ units = [4] }}\n\

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cache;
+mod codestate;
 mod device;
 mod errors;
 mod hash;
