@@ -63,6 +63,13 @@ pub fn snapshot_excluding(
     start: &Path,
     inputs: &[PathBuf],
 ) -> Result<CodeSnapshot, ProvenanceError> {
+    // The parent of a bare file name is the empty path, which git2 finds no repository from:
+    // it means the current directory, as it does for the experiment's own paths.
+    let start = if start.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        start
+    };
     let repo = match Repository::discover(start) {
         Ok(repo) => repo,
         Err(e) if e.code() == ErrorCode::NotFound => return Ok(outside()),

@@ -42,8 +42,10 @@ fn noise_files(dir: &Path, prefix: &str, count: usize) {
     }
 }
 
-fn sweep(exp: &Path, results: &Path, args: &[&str]) -> (String, String) {
+/// `runner sweep` run from the work tree `root` (so that `exp` may be relative to it).
+fn sweep(root: &Path, exp: &Path, results: &Path, args: &[&str]) -> (String, String) {
     let out = runner()
+        .current_dir(root)
         .arg("sweep")
         .args(args)
         .arg(exp)
@@ -84,7 +86,7 @@ fn data_and_results_inside_the_work_tree_leave_the_code_state_clean() {
     let head = commit(root, &["dirs.toml"]);
     let results = root.join("results");
 
-    let (_, stderr) = sweep(&exp, &results, &[]);
+    let (_, stderr) = sweep(root, &exp, &results, &[]);
     for expected in [
         "data/train, data/validation, results are inputs of this experiment",
         "not ignored by git",
@@ -100,7 +102,7 @@ fn data_and_results_inside_the_work_tree_leave_the_code_state_clean() {
     assert_eq!(record["provenance"]["untracked"], serde_json::json!([]));
 
     // The first sweep's results are not code: the second finds the same state and trains nothing.
-    let (stdout, stderr) = sweep(&exp, &results, &[]);
+    let (stdout, stderr) = sweep(root, &exp, &results, &[]);
     assert_eq!(
         stdout.matches("skipped: done already").count(),
         1,
@@ -119,7 +121,7 @@ fn data_and_results_inside_the_work_tree_leave_the_code_state_clean() {
 fn a_dirty_tree_stores_one_diff_per_code_state_with_large_files_by_hash() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let exp = tiny_experiment(root, "");
+    tiny_experiment(root, "");
     std::fs::write(root.join(".gitignore"), "/results/\n").unwrap();
     std::fs::write(root.join("model.py"), "rate = 1\n").unwrap();
     commit(root, &["tiny.toml", ".gitignore", "model.py"]);
@@ -130,7 +132,7 @@ fn a_dirty_tree_stores_one_diff_per_code_state_with_large_files_by_hash() {
     let results = root.join("results");
 
     let args = ["--seed", "0", "--epochs", "1"];
-    let (_, stderr) = sweep(&exp, &results, &args);
+    let (_, stderr) = sweep(root, Path::new("tiny.toml"), &results, &args);
     assert!(!stderr.contains("warning"), "ignored results: {stderr}");
     let state = code_state_dir(&results);
     let label = state.file_name().unwrap().to_string_lossy().into_owned();
@@ -155,11 +157,24 @@ fn a_dirty_tree_stores_one_diff_per_code_state_with_large_files_by_hash() {
         assert_eq!(provenance["untracked"].as_array().unwrap().len(), 21);
     }
 
-    let (stdout, _) = sweep(&exp, &results, &args);
+    let (stdout, _) = sweep(root, Path::new("tiny.toml"), &results, &args);
     assert_eq!(
         stdout.matches("skipped: done already").count(),
         2,
         "{stdout}"
     );
     assert_eq!(code_state_dir(&results), state);
+
+    // The experiment was named relative to the work tree: reproduce still finds the repository
+    // (and the same code state) from the run's record.
+    let out = runner()
+        .current_dir(root)
+        .arg("reproduce")
+        .arg(cell_dir(&results, "tiny", "feature_extraction", 0))
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("REPRODUCED"), "{stdout}");
 }
