@@ -425,7 +425,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
                 other => other,
             };
-            let here = sweep::prepare::code_state(Path::new("."))?.dir_name;
+            let here = sweep::prepare::code_state_excluding(
+                Path::new("."),
+                std::slice::from_ref(&results),
+            )?
+            .dir_name;
             print!(
                 "{}",
                 reproduce::status(&ResultsLayout::new(results), name.as_deref(), &here)

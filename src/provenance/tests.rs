@@ -1,8 +1,9 @@
 //! The git state of temporary repositories built with git2: clean, modified, staged, untracked,
-//! ignored, without commits, detached, and no repository at all.
+//! ignored (by every kind of rule), large untracked files, the run's inputs left out, without
+//! commits, detached, and no repository at all.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{Repository, RepositoryInitOptions, Signature};
 use sha2::{Digest, Sha256};
@@ -72,6 +73,7 @@ fn a_clean_tree_records_commit_and_branch() {
             dirty: false,
             diff_sha256: None,
             untracked: vec![],
+            diff_file: None,
         }
     );
     assert!(s.diff.is_empty());
@@ -244,6 +246,7 @@ fn outside_a_repository_it_says_so_and_never_fails() {
             dirty: false,
             diff_sha256: None,
             untracked: vec![],
+            diff_file: None,
         }
     );
     assert_eq!(code_hash(&p), "no-git");
@@ -262,6 +265,7 @@ fn code_hash_and_label_follow_the_documented_form() {
         dirty: true,
         diff_sha256: Some("fedcba98".repeat(8)),
         untracked: vec![],
+        diff_file: None,
     };
     // printf 'commit:0123...4567\ndiff:fedcba98...\n' | sha256sum
     assert_eq!(
@@ -274,4 +278,169 @@ fn code_hash_and_label_follow_the_documented_form() {
         ..p
     };
     assert_eq!(code_hash(&unreadable), UNREADABLE);
+}
+
+/// `len` bytes that zlib cannot shrink, so that a binary patch of them would be as large.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn an_untracked_file_over_the_size_cap_is_recorded_by_size_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_with(dir.path(), &[("a.txt", "a\n")]);
+    let cap = LARGE_FILE_BYTES as usize;
+    let big = noise(cap + 1, 7);
+    fs::create_dir_all(dir.path().join("scratch")).unwrap();
+    fs::write(dir.path().join("scratch/big.bin"), &big).unwrap();
+    // At the cap exactly, a file is still kept whole.
+    write(dir.path(), "edge.txt", &"x".repeat(cap));
+    write(dir.path(), "small.txt", "kept\n");
+    let s = state(dir.path());
+    assert_eq!(
+        s.provenance.untracked,
+        ["edge.txt", "scratch/big.bin", "small.txt"]
+    );
+    let text = String::from_utf8(s.diff.clone()).unwrap();
+    let sha = crate::config::hash::hex(&Sha256::digest(&big));
+    assert!(
+        text.starts_with("# Untracked files over 262144 bytes, by size and SHA-256"),
+        "{}",
+        &text[..200]
+    );
+    assert!(
+        text.contains(&format!("\n# {} {sha} scratch/big.bin\n", cap + 1)),
+        "{}",
+        &text[..400]
+    );
+    assert!(!text.contains("b/scratch/big.bin"), "no patch of its bytes");
+    assert!(text.contains("+++ b/edge.txt\n") && text.contains("\n+kept\n"));
+    assert!(s.diff.len() < cap + 4096, "{} bytes", s.diff.len());
+
+    // Its content still counts: one byte changed, another code state.
+    let mut changed = big.clone();
+    changed[cap / 2] ^= 1;
+    fs::write(dir.path().join("scratch/big.bin"), &changed).unwrap();
+    assert_ne!(
+        state(dir.path()).provenance.diff_sha256,
+        s.provenance.diff_sha256
+    );
+}
+
+#[test]
+fn nested_info_and_global_ignore_rules_are_respected() {
+    let dir = tempfile::tempdir().unwrap();
+    let global = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        dir.path(),
+        &[("src/a.rs", "fn a() {}\n"), ("sub/.gitignore", "*.out\n")],
+    );
+    fs::write(global.path().join("ignore"), "*.swp\n").unwrap();
+    repo.config()
+        .unwrap()
+        .set_str(
+            "core.excludesFile",
+            global.path().join("ignore").to_str().unwrap(),
+        )
+        .unwrap();
+    write(dir.path(), ".git/info/exclude", "/local/\n");
+    write(
+        dir.path(),
+        "sub/deeper/run.out",
+        "ignored by sub/.gitignore\n",
+    );
+    write(
+        dir.path(),
+        "src/.a.rs.swp",
+        "ignored by core.excludesFile\n",
+    );
+    write(
+        dir.path(),
+        "local/notes.txt",
+        "ignored by .git/info/exclude\n",
+    );
+    let s = state(dir.path());
+    assert!(!s.provenance.dirty, "{}", String::from_utf8_lossy(&s.diff));
+    // The nested rule applies only below its directory.
+    write(dir.path(), "top.out", "not ignored\n");
+    assert_eq!(state(dir.path()).provenance.untracked, ["top.out"]);
+}
+
+#[test]
+fn the_runs_inputs_are_left_out_tracked_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    repo_with(
+        dir.path(),
+        &[
+            ("src/a.rs", "fn a() {}\n"),
+            ("data/train/cats/0.png", "old"),
+        ],
+    );
+    let clean = state(dir.path()).provenance;
+    let inputs = [
+        dir.path().join("data/train"),
+        dir.path().join("results"),
+        // Outside the tree: nothing to leave out.
+        PathBuf::from("/elsewhere/weights.h5"),
+    ];
+    // Before the first sweep the results directory does not exist: git's rules say whether it
+    // will be ignored. A tracked data set needs no advice.
+    let before = snapshot_excluding(dir.path(), &inputs).unwrap();
+    assert_eq!(before.unignored_inputs, ["results"]);
+    write(dir.path(), "data/train/cats/0.png", "changed");
+    write(dir.path(), "data/train/dogs/1.png", "new");
+    write(dir.path(), "results/abc/tiny/v/seed-0/run.json", "{}");
+    let s = snapshot_excluding(dir.path(), &inputs).unwrap();
+    assert_eq!(s.provenance, clean, "{}", String::from_utf8_lossy(&s.diff));
+    assert_eq!(s.unignored_inputs, ["data/train", "results"]);
+    let advice = gitignore_advice(&s).unwrap();
+    assert!(
+        advice.contains("data/train, results are inputs of this experiment")
+            && advice.ends_with(".gitignore:\n    /data/train\n    /results"),
+        "{advice}"
+    );
+    // Without leaving the inputs out, the same tree is dirty with all three changes.
+    let all = state(dir.path()).provenance;
+    assert!(all.dirty);
+    assert_eq!(
+        all.untracked,
+        [
+            "data/train/dogs/1.png",
+            "results/abc/tiny/v/seed-0/run.json"
+        ]
+    );
+
+    // A sibling that only shares a prefix is code, and the inputs are still left out of it.
+    write(dir.path(), "data/training.txt", "notes\n");
+    let s = snapshot_excluding(dir.path(), &inputs).unwrap();
+    assert_eq!(s.provenance.untracked, ["data/training.txt"]);
+    let text = String::from_utf8(s.diff).unwrap();
+    assert!(text.contains("+++ b/data/training.txt"), "{text}");
+    assert!(
+        !text.contains("0.png") && !text.contains("run.json"),
+        "{text}"
+    );
+
+    // The advised lines work: ignored inputs need no advice (the tracked file changed under
+    // data/train is still left out).
+    let (_, lines) = advice.split_once(".gitignore:\n").unwrap();
+    let lines: Vec<&str> = lines.lines().map(str::trim).collect();
+    write(dir.path(), ".gitignore", &(lines.join("\n") + "\n"));
+    fs::remove_file(dir.path().join("data/training.txt")).unwrap();
+    let s = snapshot_excluding(dir.path(), &inputs).unwrap();
+    assert_eq!(s.provenance.untracked, [".gitignore"]);
+    assert!(s.unignored_inputs.is_empty());
+    assert_eq!(gitignore_advice(&s), None);
+    fs::remove_dir_all(dir.path().join("results")).unwrap();
+    let s = snapshot_excluding(dir.path(), &inputs).unwrap();
+    assert!(s.unignored_inputs.is_empty(), "{:?}", s.unignored_inputs);
 }

@@ -43,6 +43,12 @@ impl ResultsLayout {
             .join(format!("seed-{}", cell.seed))
     }
 
+    /// The local diff of a dirty code state, one file shared by its cells (see
+    /// `provenance::CodeSnapshot::diff`).
+    pub fn code_diff(&self, code_state: &str) -> PathBuf {
+        self.root.join(code_state).join(CODE_DIFF)
+    }
+
     /// Generated data sets (the synthetic demo data), shared by all experiments.
     pub fn datasets_dir(&self) -> PathBuf {
         self.root.join("datasets")
@@ -67,6 +73,9 @@ impl ResultsLayout {
         out
     }
 }
+
+/// The name of a code state's diff in its results folder.
+pub const CODE_DIFF: &str = "code.diff";
 
 /// `<cell>.partial`: where an unfinished cell lives.
 pub fn partial_dir(final_dir: &Path) -> PathBuf {

@@ -103,10 +103,15 @@ pub struct Provenance {
     pub branch: Option<String>,
     /// Tracked files differ from the commit, or untracked (not ignored) files exist.
     pub dirty: bool,
-    /// SHA-256 of the diff against the commit (tracked changes + untracked file contents), when dirty.
+    /// SHA-256 of the diff against the commit (tracked changes + untracked file contents, large
+    /// untracked files by their hash), when dirty.
     pub diff_sha256: Option<String>,
-    /// Untracked, not ignored files, relative to the repository root.
+    /// Untracked, not ignored files, relative to the repository root (the run's inputs left out).
     pub untracked: Vec<String>,
+    /// Where the diff is stored, relative to the results directory (`<code-state>/code.diff`),
+    /// when dirty: one file per code state, shared by its cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_file: Option<String>,
 }
 
 /// The machine and software a run used.

@@ -248,9 +248,7 @@ pub fn run_cell(
         &work.join("validation.manifest.json"),
         &prepared.validation_manifest.to_json(),
     )?;
-    if let Some(diff) = &inputs.code.diff {
-        write_atomic(&work.join("code.diff"), diff)?;
-    }
+    inputs.code.store_diff(&options.results)?;
     options.progress.line(&format!(
         "  {trainable} trainable / {frozen} frozen parameters, {} epochs, run key {}, writing {}",
         cfg.training.epochs,

@@ -106,6 +106,9 @@ pub fn run(
         stop: stop.as_ref(),
     };
     let inputs = prepare::prepare(experiment, &cells, options, training)?;
+    if let Some(warning) = &inputs.code.warning {
+        eprintln!("{warning}");
+    }
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
     }

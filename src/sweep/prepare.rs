@@ -4,6 +4,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::Context;
 
@@ -15,7 +16,7 @@ use crate::fingerprint::Manifest;
 use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
 use crate::store::record::{Environment, KeyComponents, Provenance};
-use crate::store::{sha256_hex, ResultsLayout};
+use crate::store::{sha256_hex, write_atomic, ResultsLayout, CODE_DIFF};
 use crate::train::features::FeatureCache;
 use crate::{fingerprint, provenance};
 
@@ -38,6 +39,38 @@ pub struct CodeState {
     /// The local diff (tracked changes and untracked files), when the tree is dirty.
     pub diff: Option<Vec<u8>>,
     pub environment: Environment,
+    /// The warning for inputs that sit in the work tree without being ignored (see
+    /// `provenance::gitignore_advice`), for the sweep to print once.
+    pub warning: Option<String>,
+    /// Whether this process has stored the diff already: cells trained in parallel share it,
+    /// and must not write the same temporary file at once.
+    diff_stored: Mutex<bool>,
+}
+
+impl CodeState {
+    /// Store the diff as `<results>/<code-state>/code.diff` (`provenance.diff_file`), once per
+    /// code state rather than in every cell: a cell's run.json names it and records its
+    /// SHA-256. A file already there with that hash is kept; a missing or damaged one is
+    /// written again. Nothing to do for a clean tree.
+    pub fn store_diff(&self, results: &ResultsLayout) -> anyhow::Result<()> {
+        let (Some(diff), Some(sha256)) = (&self.diff, &self.provenance.diff_sha256) else {
+            return Ok(());
+        };
+        let mut stored = self.diff_stored.lock().unwrap_or_else(|e| e.into_inner());
+        if *stored {
+            return Ok(());
+        }
+        let path = results.code_diff(&self.dir_name);
+        if !provenance::sha256_file(&path).is_ok_and(|(hash, _)| &hash == sha256) {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            write_atomic(&path, diff)?;
+        }
+        *stored = true;
+        Ok(())
+    }
 }
 
 pub struct Inputs {
@@ -94,15 +127,56 @@ pub fn architecture(cfg: &CellConfig) -> anyhow::Result<Architecture> {
 /// The code state of the repository holding `start` (the experiment file's directory).
 /// Outside a repository this is the `no-git` state; a repository that cannot be read is an error.
 pub fn code_state(start: &Path) -> anyhow::Result<CodeState> {
-    let snapshot = provenance::snapshot(start)?;
-    let provenance = snapshot.provenance;
+    code_state_excluding(start, &[])
+}
+
+/// `code_state`, leaving out changes at or under `inputs` (see `input_paths`).
+pub fn code_state_excluding(start: &Path, inputs: &[PathBuf]) -> anyhow::Result<CodeState> {
+    let snapshot = provenance::snapshot_excluding(start, inputs)?;
+    let warning = provenance::gitignore_advice(&snapshot);
+    let mut provenance = snapshot.provenance;
+    let dir_name = provenance::code_label(&provenance);
+    if !snapshot.diff.is_empty() {
+        provenance.diff_file = Some(format!("{dir_name}/{CODE_DIFF}"));
+    }
     Ok(CodeState {
         hash: provenance::code_hash(&provenance),
-        dir_name: provenance::code_label(&provenance),
+        dir_name,
         diff: (!snapshot.diff.is_empty()).then_some(snapshot.diff),
         provenance,
         environment: provenance::environment("cpu"),
+        warning,
+        diff_stored: Mutex::new(false),
     })
+}
+
+/// What an experiment reads as data rather than code, whatever cells a sweep selects (so that
+/// a subset of the matrix has the code state of the whole): the results directory (which holds
+/// generated data sets and pretraining stages too), every data set directory, every weights
+/// file named, and for a known weights name every place it is looked for.
+pub fn input_paths(experiment: &Experiment, results: &ResultsLayout) -> Vec<PathBuf> {
+    let env = weights::known::Env::from_process();
+    let mut out = vec![results.root.clone()];
+    let configs = experiment
+        .variants
+        .iter()
+        .map(|v| &v.config)
+        .chain(experiment.pretrain.iter().map(|s| &s.config));
+    for cfg in configs {
+        if let DataSource::Directories { train, validation } = &cfg.dataset.source {
+            out.extend([train.clone(), validation.clone()]);
+        }
+        match &cfg.model.weights {
+            Weights::File { path, .. } => out.push(path.clone()),
+            Weights::Named(name) => {
+                if let Some(known) = weights::known::lookup(name) {
+                    out.extend(known.candidates(&env));
+                }
+            }
+            Weights::None | Weights::Stage(_) => {}
+        }
+    }
+    out
 }
 
 /// Fingerprint both splits of a data set (the files actually used), through the stat cache
@@ -259,7 +333,10 @@ pub fn prepare(
     let mut inputs = Inputs {
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
-        code: code_state(&experiment.base_dir)?,
+        code: code_state_excluding(
+            &experiment.base_dir,
+            &input_paths(experiment, &options.results),
+        )?,
         stages: BTreeMap::new(),
         features: FeatureCache::new(
             Some(options.results.cache_dir().join("features")),
