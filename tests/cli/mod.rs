@@ -6,6 +6,7 @@ mod device;
 mod errors;
 mod hash;
 mod interrupt;
+mod locks;
 mod pretrain;
 mod report;
 mod reproduce;
