@@ -126,7 +126,7 @@ pub fn run_cell(
         Ok(lock) => lock,
         Err(held) => {
             return Ok(skipped(
-                format!("being trained by another sweep (pid {})", held.pid),
+                format!("being trained by another sweep ({held})"),
                 final_dir,
             ))
         }

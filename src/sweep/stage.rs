@@ -262,8 +262,8 @@ pub fn ensure(
             Err(held) => {
                 if !announced {
                     options.progress.line(&format!(
-                        "{} stage: being trained by another sweep (pid {}); waiting for it",
-                        stage.name, held.pid
+                        "{} stage: being trained by another sweep ({held}); waiting for it",
+                        stage.name
                     ));
                     announced = true;
                 }

@@ -10,6 +10,7 @@ mod errors;
 mod export;
 mod hash;
 mod interrupt;
+mod locks;
 mod pretrain;
 mod report;
 mod reproduce;

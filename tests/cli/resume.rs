@@ -1,4 +1,4 @@
-//! Skip-if-done, kill-and-resume, concurrent sweeps and determinism across processes.
+//! Skip-if-done, kill-and-resume and determinism across processes.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -131,64 +131,6 @@ fn a_killed_sweep_resumes_and_ends_with_the_same_metrics_as_an_uninterrupted_one
             std::fs::read(final_dir.join(file)).unwrap()
                 == std::fs::read(uninterrupted.join(file)).unwrap(),
             "{file} differs from the uninterrupted run's"
-        );
-    }
-}
-
-#[test]
-fn two_concurrent_sweeps_train_each_cell_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "");
-    let results = dir.path().join("results");
-    // Generate the data set first so both processes start training at about the same time.
-    runner()
-        .args([
-            "augment-preview",
-            "--variant",
-            "feature_extraction",
-            "-n",
-            "1",
-        ])
-        .arg(&exp)
-        .arg("-o")
-        .arg(dir.path().join("p.png"))
-        .arg("--results")
-        .arg(&results)
-        .assert()
-        .success();
-    let spawn = || {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
-            .arg("sweep")
-            .arg(&exp)
-            .arg("--results")
-            .arg(&results)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success());
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&a.stdout),
-        String::from_utf8_lossy(&b.stdout)
-    );
-    assert_eq!(
-        out.matches("epoch 1/2").count(),
-        4,
-        "each of the 4 cells trains exactly once:\n{out}"
-    );
-    for (variant, seed) in [
-        ("feature_extraction", 0),
-        ("feature_extraction", 1),
-        ("fine_tuning_aug", 0),
-        ("fine_tuning_aug", 1),
-    ] {
-        assert_eq!(
-            read_json(&cell_dir(&results, "tiny", variant, seed).join("run.json"))["status"],
-            "done"
         );
     }
 }
