@@ -253,7 +253,8 @@ fn diff(
             continue;
         }
         if is_untracked {
-            let file = workdir.join(&path);
+            // The file's own bytes as a path (not the lossy text), so that any name is found.
+            let file = workdir.join(delta.new_file().path().unwrap_or(Path::new(&path)));
             let large_file = std::fs::symlink_metadata(&file)
                 .is_ok_and(|m| m.is_file() && m.len() > LARGE_FILE_BYTES);
             untracked.push(path.clone());

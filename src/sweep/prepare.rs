@@ -428,3 +428,48 @@ pub fn run_key(
     }
     (components, sha256_hex(text.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_paths_cover_every_variants_data_and_weights_and_the_results() {
+        let text = r#"
+name = "inputs"
+[dataset]
+train_dir = "data/train"
+validation_dir = "data/validation"
+[model]
+weights = { file = "weights/base.safetensors" }
+[[variants]]
+name = "a"
+[[variants]]
+name = "b"
+dataset.train_dir = "other/train"
+dataset.validation_dir = "other/validation"
+model.weights = "keras:vgg16-imagenet"
+"#;
+        let experiment = crate::config::parse(text, Path::new("exp/inputs.toml")).unwrap();
+        let paths = input_paths(&experiment, &ResultsLayout::new("out"));
+        for expected in [
+            "out",
+            "exp/data/train",
+            "exp/data/validation",
+            "exp/weights/base.safetensors",
+            "exp/other/train",
+            "exp/other/validation",
+        ] {
+            assert!(
+                paths.contains(&PathBuf::from(expected)),
+                "{expected}: {paths:?}"
+            );
+        }
+        // A known name: wherever `runner weights fetch` or Keras would put the file.
+        let known = paths
+            .iter()
+            .filter(|p| p.ends_with("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+            .count();
+        assert!(known >= 1, "{paths:?}");
+    }
+}
