@@ -169,7 +169,7 @@ fn take(
                 Removal::Done => continue,
                 Removal::Alive(lock) => {
                     return Ok(Err(HeldBy {
-                        lock,
+                        lock: *lock,
                         taking_over: false,
                     }))
                 }
@@ -189,7 +189,7 @@ enum Removal {
     /// The stale lock is gone (removed by us, its holder or another taker): link again.
     Done,
     /// Read again under the claim, the lock was alive after all (a late heartbeat).
-    Alive(Observed),
+    Alive(Box<Observed>),
     /// Another process holds the claim on this lock and is taking it over.
     ClaimedByAnother,
 }
@@ -206,7 +206,7 @@ fn remove_stale(
     };
     let outcome = match observe(path) {
         Ok(Some(now)) if now.id == found.id => match judge(&now, here, settings, probe) {
-            Verdict::Held => Ok(Removal::Alive(now)),
+            Verdict::Held => Ok(Removal::Alive(Box::new(now))),
             Verdict::Stale(_) => match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(Removal::Done),
