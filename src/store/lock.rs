@@ -13,7 +13,7 @@
 //! **Heartbeat.** While the lock is held, a background thread sets the file's modification time
 //! every [`Settings::heartbeat`] through the handle it was created with. The content is never
 //! rewritten, and a handle cannot touch a lock that someone else has since created under the
-//! same name: it refers to the old file. [`holder::judge`] decides when a lock is stale.
+//! same name: it refers to the old file. `holder::judge` decides when a lock is stale.
 //!
 //! **Taking over.** A stale lock is removed only under a claim: an exclusive marker file named
 //! after that lock's content hash, `.<lock>.<id>.takeover-<n>`. The claimant reads the lock
@@ -22,6 +22,10 @@
 //! claims it the same way, so a release never removes a lock someone else has taken over. A
 //! marker older than the stale timeout (its claimant died) is passed over by claiming `<n+1>`.
 //! This module must never remove or replace a lock without that claim.
+//!
+//! Like any lease, this assumes that the hosts' clocks agree to well within the stale timeout
+//! (the heartbeat is a time set by one host and read by another), and that no process stalls
+//! for longer than the timeout in the middle of a takeover.
 
 mod holder;
 #[cfg(test)]
