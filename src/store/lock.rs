@@ -13,7 +13,7 @@
 //! **Heartbeat.** While the lock is held, a background thread sets the file's modification time
 //! every [`Settings::heartbeat`] through the handle it was created with. The content is never
 //! rewritten, and a handle cannot touch a lock that someone else has since created under the
-//! same name: it refers to the old file. [`holder::judge`] decides when a lock is stale.
+//! same name: it refers to the old file. `holder::judge` decides when a lock is stale.
 //!
 //! **Taking over.** A stale lock is removed only under a claim: an exclusive marker file named
 //! after that lock's content hash, `.<lock>.<id>.takeover-<n>`. The claimant reads the lock
@@ -22,6 +22,10 @@
 //! claims it the same way, so a release never removes a lock someone else has taken over. A
 //! marker older than the stale timeout (its claimant died) is passed over by claiming `<n+1>`.
 //! This module must never remove or replace a lock without that claim.
+//!
+//! Like any lease, this assumes that the hosts' clocks agree to well within the stale timeout
+//! (the heartbeat is a time set by one host and read by another), and that no process stalls
+//! for longer than the timeout in the middle of a takeover.
 
 mod holder;
 #[cfg(test)]
@@ -169,7 +173,7 @@ fn take(
                 Removal::Done => continue,
                 Removal::Alive(lock) => {
                     return Ok(Err(HeldBy {
-                        lock,
+                        lock: *lock,
                         taking_over: false,
                     }))
                 }
@@ -189,7 +193,7 @@ enum Removal {
     /// The stale lock is gone (removed by us, its holder or another taker): link again.
     Done,
     /// Read again under the claim, the lock was alive after all (a late heartbeat).
-    Alive(Observed),
+    Alive(Box<Observed>),
     /// Another process holds the claim on this lock and is taking it over.
     ClaimedByAnother,
 }
@@ -206,7 +210,7 @@ fn remove_stale(
     };
     let outcome = match observe(path) {
         Ok(Some(now)) if now.id == found.id => match judge(&now, here, settings, probe) {
-            Verdict::Held => Ok(Removal::Alive(now)),
+            Verdict::Held => Ok(Removal::Alive(Box::new(now))),
             Verdict::Stale(_) => match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(Removal::Done),

@@ -200,7 +200,7 @@ impl std::fmt::Display for Holder {
 /// What a lock file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    Holder(Holder),
+    Holder(Box<Holder>),
     /// A bare process id: a lock of an older runner, which wrote no more and sent no heartbeat.
     LegacyPid(u32),
     /// Empty or not understood (a damaged file, or one being written on a file system without
@@ -211,7 +211,7 @@ pub enum Content {
 impl Content {
     pub fn parse(bytes: &[u8]) -> Content {
         if let Ok(holder) = serde_json::from_slice::<Holder>(bytes) {
-            return Content::Holder(holder);
+            return Content::Holder(Box::new(holder));
         }
         match std::str::from_utf8(bytes).map(|t| t.trim().parse::<u32>()) {
             Ok(Ok(pid)) => Content::LegacyPid(pid),

@@ -94,7 +94,7 @@ fn the_content_names_host_pid_start_time_and_slurm_job() {
     // Two locks of one process never have the same content.
     assert_ne!(here.holder(no_env).token, here.holder(no_env).token);
     let json = serde_json::to_vec(&h).unwrap();
-    assert_eq!(Content::parse(&json), Content::Holder(h));
+    assert_eq!(Content::parse(&json), Content::Holder(Box::new(h)));
     assert_eq!(Content::parse(b"1234\n"), Content::LegacyPid(1234));
     assert_eq!(Content::parse(b""), Content::Unreadable);
     assert_eq!(Content::parse(b"{\"host\":"), Content::Unreadable);
@@ -110,7 +110,7 @@ fn judging_a_lock_here_by_its_pid_and_elsewhere_by_its_heartbeat() {
     };
     let s = settings(30_000, 300_000);
     let lock = |m: &Machine, age_s: u64| Observed {
-        content: Content::Holder(m.holder(no_env)),
+        content: Content::Holder(Box::new(m.holder(no_env))),
         heartbeat_age: Duration::from_secs(age_s),
         id: "x".into(),
     };
@@ -196,11 +196,11 @@ fn a_live_lock_is_respected_and_a_stale_one_is_taken_over() {
     let held = CellLock::acquire_as(&path, &me.holder(no_env), &me, &s)
         .unwrap()
         .unwrap_err();
-    assert_eq!(held.lock.content, Content::Holder(other.clone()));
+    assert_eq!(held.lock.content, Content::Holder(Box::new(other.clone())));
     assert!(!held.taking_over);
     assert!(held
         .to_string()
-        .starts_with(&format!("pid 2 on node-b, last heartbeat 1m")));
+        .starts_with("pid 2 on node-b, last heartbeat 1m"));
     assert!(matches!(inspect(&path, &s).unwrap(), LockState::Held(_)));
 
     age_file(&path, Duration::from_secs(301));
@@ -214,7 +214,7 @@ fn a_live_lock_is_respected_and_a_stale_one_is_taken_over() {
         .unwrap();
     assert_eq!(
         Content::parse(&fs::read(&path).unwrap()),
-        Content::Holder(mine)
+        Content::Holder(Box::new(mine))
     );
     drop(lock);
     assert!(!path.exists());
@@ -269,7 +269,7 @@ fn a_release_leaves_a_lock_that_someone_else_took_over() {
     drop(lock);
     assert_eq!(
         Content::parse(&fs::read(&path).unwrap()),
-        Content::Holder(theirs)
+        Content::Holder(Box::new(theirs))
     );
 }
 
