@@ -71,7 +71,7 @@ fn depth_blocks_cover_the_reduction_in_equal_blocks_of_at_most_512() {
         let mut next = 0;
         for &(start, len) in &blocks {
             assert_eq!(start, next);
-            assert!(len >= 1 && len <= DEPTH_BLOCK);
+            assert!((1..=DEPTH_BLOCK).contains(&len));
             next += len;
         }
         assert_eq!(next, k);
