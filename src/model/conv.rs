@@ -88,14 +88,21 @@ fn chunk_columns(d: Dims) -> usize {
     by_cache.clamp(192, 4096).min(d.hw())
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 data of a custom op's contiguous operand (`op` and `what` name it in errors); shared by
+/// the CPU custom ops of `model`.
+pub(super) fn f32_slice<'a>(
+    op: &str,
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("conv3x3: {what} must be f32, got {:?}", other.dtype()),
+        other => candle_core::bail!("{op}: {what} must be f32, got {:?}", other.dtype()),
     };
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("conv3x3: {what} must be contiguous"),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
     }
 }
 
@@ -131,9 +138,9 @@ impl CustomOp3 for Conv3x3BiasRelu {
             w,
             cout,
         };
-        let x = f32_slice(s1, l1, "input")?;
-        let weight = f32_slice(s2, l2, "kernel")?;
-        let bias = f32_slice(s3, l3, "bias")?;
+        let x = f32_slice("conv3x3", s1, l1, "input")?;
+        let weight = f32_slice("conv3x3", s2, l2, "kernel")?;
+        let bias = f32_slice("conv3x3", s3, l3, "bias")?;
         let out = conv_same(x, d, weight, Some(bias), true, Blocking::AUTO);
         Ok((CpuStorage::F32(out), Shape::from((batch, cout, h, w))))
     }

@@ -3,9 +3,9 @@
 //! `matmul` calls `gemm` directly and rounds differently from one CPU to another; see
 //! `model::matmul`).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+use super::conv::f32_slice;
 use super::matmul::matmul_rows;
 
 struct DenseProduct;
@@ -14,17 +14,6 @@ struct DenseProduct;
 pub fn dense_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, DenseProduct)
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("dense: {what} must be f32, got {:?}", other.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("dense: {what} must be contiguous"),
-    }
 }
 
 impl CustomOp2 for DenseProduct {
@@ -48,8 +37,8 @@ impl CustomOp2 for DenseProduct {
                 l2.shape()
             );
         }
-        let x = f32_slice(s1, l1, "input")?;
-        let w = f32_slice(s2, l2, "kernel")?;
+        let x = f32_slice("dense", s1, l1, "input")?;
+        let w = f32_slice("dense", s2, l2, "kernel")?;
         let y = matmul_rows(x, w, batch, inputs, outputs, true);
         Ok((CpuStorage::F32(y), Shape::from((batch, outputs))))
     }
