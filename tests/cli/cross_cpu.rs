@@ -146,26 +146,34 @@ fn a_cell_is_bitwise_identical_with_other_cache_sizes() {
     let cpu = dir.path().join("cpu");
     fake_cpu_tree(&cpu);
     let other = dir.path().join("other");
-    let out = std::process::Command::new("unshare")
+    let mut unshare = std::process::Command::new("unshare");
+    unshare
         .args(["-m", "sh", "-c"])
         .arg(r#"mount --bind "$1" /sys/devices/system/cpu && shift && exec "$@""#)
         .arg("sh")
-        .arg(&cpu)
+        .arg(&cpu);
+    sweep_through(unshare, &exp, &other, "with other caches");
+    let (m1, t1, _) = outcome(&native);
+    let (m2, t2, _) = outcome(&other);
+    assert_same((&m1, &t1), (&m2, &t2), "with other cache sizes");
+}
+
+/// `runner sweep` of `exp` into `results`, started through `wrapper` (a command that runs the
+/// program it is given with its arguments); it must succeed.
+fn sweep_through(mut wrapper: std::process::Command, exp: &Path, results: &Path, what: &str) {
+    let out = wrapper
         .arg(assert_cmd::cargo::cargo_bin("runner"))
         .args(["sweep", "--no-report", "--results"])
-        .arg(&other)
-        .arg(&exp)
+        .arg(results)
+        .arg(exp)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "with other caches: {}\n{}",
+        "{what}: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (m1, t1, _) = outcome(&native);
-    let (m2, t2, _) = outcome(&other);
-    assert_same((&m1, &t1), (&m2, &t2), "with other cache sizes");
 }
 
 type Files = Vec<(String, Vec<u8>)>;
@@ -197,21 +205,11 @@ fn a_cell_is_bitwise_identical_under_an_avx2_only_cpu() {
         .assert()
         .success();
     let emulated = dir.path().join("emulated");
-    let out = std::process::Command::new(qemu)
+    let mut emulator = std::process::Command::new(qemu);
+    emulator
         .args(["-cpu", "Haswell-v4"])
-        .arg(assert_cmd::cargo::cargo_bin("runner"))
-        .args(["sweep", "--no-report", "--results"])
-        .arg(&emulated)
-        .arg(&exp)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "under qemu: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("RAYON_NUM_THREADS", "1");
+    sweep_through(emulator, &exp, &emulated, "under qemu");
     let (m1, t1, isa1) = outcome(&native);
     let (m2, t2, isa2) = outcome(&emulated);
     assert_eq!(isa2, "avx2+fma", "qemu's Haswell-v4 has AVX2 and FMA only");
