@@ -500,7 +500,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image_size,
             batch,
         } => {
-            use crate::model::device_check::{self, CheckShape};
+            use crate::train::device_check::{self, CheckShape};
             let opened =
                 crate::model::device::open(device).with_context(|| format!("--device {device}"))?;
             println!("device: {}", opened.info.describe());

@@ -5,7 +5,6 @@ pub mod arch;
 pub mod conv;
 pub mod dense;
 pub mod device;
-pub mod device_check;
 pub mod freeze;
 pub mod init;
 pub mod layers;

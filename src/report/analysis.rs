@@ -354,7 +354,7 @@ pub fn seed_list(seeds: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::load::{load, Plan};
+    use crate::report::load::{load, Declared};
 
     fn epoch(epoch: usize, val_acc: f64, val_loss: f64) -> EpochMetrics {
         EpochMetrics {
@@ -400,7 +400,7 @@ mod tests {
             )
             .unwrap();
         }
-        let plan = Plan {
+        let plan = Declared {
             variants: ["base", "better", "same", "broken"]
                 .map(String::from)
                 .to_vec(),

@@ -206,7 +206,7 @@ pub fn against(
 }
 
 fn summary_text(s: Option<Summary>, d: usize) -> String {
-    super::export::content::summary_cell(s, d)
+    super::format::summary_cell(s, d)
 }
 
 /// Two variants of one experiment, every metric, in the terminal: `a` - `b` paired by seed.
@@ -396,7 +396,7 @@ fn describe(c: &CellRun) -> String {
         .as_ref()
         .and_then(|p| p.commit.as_deref())
     {
-        s.push_str(&format!(", commit {}", super::export::content::short(p)));
+        s.push_str(&format!(", commit {}", super::format::short(p)));
     }
     if let Some(m) = &c.record.message {
         s.push_str(&format!(": {m}"));

@@ -174,7 +174,7 @@ impl CellRun {
 
 /// The variants and seeds the experiment file declares, in its order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct Declared {
     pub variants: Vec<String>,
     pub seeds: Vec<u64>,
     /// Where the order came from, for the report (`experiments/demo.toml`).
@@ -303,7 +303,7 @@ pub fn read_cell(dir: &Path, rel_dir: PathBuf, variant: &str, seed: u64) -> Cell
 pub fn load(
     dir: &Path,
     experiment: &str,
-    plan: Option<&Plan>,
+    plan: Option<&Declared>,
 ) -> anyhow::Result<ExperimentResults> {
     let mut found: Vec<(String, u64, bool, PathBuf)> = Vec::new();
     for (variant, vdir) in sorted_children(dir)? {
@@ -406,7 +406,7 @@ mod tests {
         write(&d.join("b/seed-7/metrics.csv"), HEADER);
         write(&d.join("a/seed-x/run.json"), "{}");
         write(&d.join("report/summary.csv"), "not a cell");
-        let plan = Plan {
+        let plan = Declared {
             variants: vec!["b".into(), "a".into(), "c".into()],
             seeds: vec![0, 1],
             source: "exp.toml".into(),

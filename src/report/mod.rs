@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod compare;
 pub mod export;
+pub mod format;
 pub mod load;
 pub mod locate;
 pub mod plots;
@@ -21,7 +22,7 @@ use crate::config;
 use crate::store::write_atomic;
 
 pub use analysis::{Analysis, Metric};
-pub use load::{ExperimentResults, Plan};
+pub use load::{Declared, ExperimentResults};
 
 /// Everything one report shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +94,7 @@ pub struct CompareArgs {
 
 /// The experiment a command names: its name and, when a file is at hand, its order of variants
 /// and seeds.
-fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Plan>)> {
+fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Declared>)> {
     let experiment = match arg {
         None => config::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?,
         Some(a) if Path::new(a).is_file() => config::load(Path::new(a))?,
@@ -102,11 +103,11 @@ fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Plan>
         }
         Some(name) => return Ok((name.to_string(), None)),
     };
-    Ok((experiment.name.clone(), Some(plan_of(&experiment))))
+    Ok((experiment.name.clone(), Some(declared_by(&experiment))))
 }
 
-fn plan_of(e: &config::Experiment) -> Plan {
-    Plan {
+fn declared_by(e: &config::Experiment) -> Declared {
+    Declared {
         variants: e.variants.iter().map(|v| v.name.clone()).collect(),
         seeds: e.seeds.clone(),
         source: format!("`{}`", e.file.display()),
@@ -115,28 +116,28 @@ fn plan_of(e: &config::Experiment) -> Plan {
 
 /// Without a file, the records may name one: use its order if it still exists and is the same
 /// experiment.
-fn plan_from_records(dir: &Path, name: &str) -> Option<Plan> {
+fn declared_by_records(dir: &Path, name: &str) -> Option<Declared> {
     let results = load::load(dir, name, None).ok()?;
     let file = results
         .cells
         .iter()
         .find_map(|c| c.record.experiment_file.clone())?;
     let experiment = config::load(&file).ok()?;
-    (experiment.name == name).then(|| plan_of(&experiment))
+    (experiment.name == name).then(|| declared_by(&experiment))
 }
 
 /// Load one code state of an experiment.
 fn load_state(
     results_root: &Path,
     name: &str,
-    plan: Option<&Plan>,
+    plan: Option<&Declared>,
     commit: Option<&str>,
 ) -> anyhow::Result<(locate::CodeState, ExperimentResults)> {
     let states = locate::code_states(results_root, name)?;
     let state = locate::choose(&states, commit, results_root, name)?.clone();
     let plan = plan
         .cloned()
-        .or_else(|| plan_from_records(&state.dir, name));
+        .or_else(|| declared_by_records(&state.dir, name));
     let results = load::load(&state.dir, name, plan.as_ref())?;
     Ok((state, results))
 }

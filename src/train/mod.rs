@@ -2,6 +2,7 @@
 //! code that uses candle.
 
 pub mod checkpoint;
+pub mod device_check;
 pub mod features;
 pub mod fit;
 pub mod loss;

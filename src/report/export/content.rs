@@ -4,10 +4,11 @@
 
 use crate::report::analysis::{format_p, Analysis, Metric};
 use crate::report::compare::{Against, Change};
+use crate::report::format::{short, summary_cell, NA};
 use crate::report::load::{CellRun, CellState, ExperimentResults};
 use crate::report::locate::UNKEYED;
 use crate::report::plots::FigureKind;
-use crate::report::stats::{Summary, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
+use crate::report::stats::{BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED};
 use crate::report::Report;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,27 +31,6 @@ pub enum Block {
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
-}
-
-/// Shown where a value is not defined or not recorded.
-pub const NA: &str = "n/a";
-
-/// `mean ± std [lo, hi]`, `mean (n = 1)`, or n/a.
-pub fn summary_cell(s: Option<Summary>, d: usize) -> String {
-    match s {
-        None => NA.to_string(),
-        Some(s) => match (s.std, s.ci) {
-            (Some(sd), Some(ci)) => {
-                format!("{:.d$} ± {sd:.d$} [{:.d$}, {:.d$}]", s.mean, ci.lo, ci.hi)
-            }
-            _ => format!("{:.d$} (n = 1)", s.mean),
-        },
-    }
-}
-
-/// A hash shortened for tables (the full value is in run.json).
-pub fn short(hash: &str) -> String {
-    hash.chars().take(12).collect()
 }
 
 /// 10000 -> 10,000.

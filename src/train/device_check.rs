@@ -8,12 +8,12 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::arch::Architecture;
-use super::weights::LoadedWeights;
-use super::{Mode, Network};
+use super::loss::bce_with_logits;
+use super::KerasOptimizer;
 use crate::config::{ConvInit, HeadSpec, ModelConfig, Optimizer, Weights};
-use crate::train::loss::bce_with_logits;
-use crate::train::KerasOptimizer;
+use crate::model::arch::Architecture;
+use crate::model::weights::LoadedWeights;
+use crate::model::{Mode, Network};
 
 /// One compared quantity.
 #[derive(Debug, Clone)]
