@@ -11,6 +11,7 @@
 //! - `locate`: dotted key paths and the line each one is written on.
 //! - `hash`: the canonical hash of a resolved cell configuration (a run-key component).
 
+mod augmentation;
 mod device;
 mod forms;
 pub mod hash;

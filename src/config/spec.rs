@@ -223,8 +223,7 @@ pub enum OnBadImage {
     Skip,
 }
 
-mod augmentation;
-pub use augmentation::{AugmentStep, Factor, FillMode, FlipMode, Interpolation};
+pub use super::augmentation::{AugmentStep, Factor, FillMode, FlipMode, Interpolation};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
