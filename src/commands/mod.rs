@@ -109,3 +109,15 @@ pub enum Command {
     /// speedup and peak memory, and writes CSV.
     BenchSweep(bench_sweep::BenchSweepArgs),
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
