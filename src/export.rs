@@ -9,8 +9,7 @@
 //! writes every parameter, as the cell would have saved its whole model. It never writes a model
 //! whose frozen layers differ from the ones the cell was trained with.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 
 use anyhow::bail;
 
@@ -18,28 +17,7 @@ use crate::config::Weights;
 use crate::model::weights::trained::{self, BEST_TRAINED_FILE, TRAINED_FILE};
 use crate::model::weights::{self, LoadedWeights};
 use crate::model::{freeze, Network};
-use crate::store::{write_atomic_with, ResultsLayout, RunRecord};
-
-/// `runner export-model` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
-    /// A run directory (results/<code>/<experiment>/<variant>/seed-<n>) or a run key (prefix).
-    pub run: String,
-    /// Export the epoch with the best validation accuracy (best-trained.safetensors) instead of
-    /// the last one.
-    #[arg(long)]
-    pub best: bool,
-    /// The model file to write: safetensors with Keras layer names (`block1_conv1.weight`, ...).
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: PathBuf,
-    /// The weights file the cell was built from, when it is no longer where run.json says; it
-    /// must have the SHA-256 the cell recorded.
-    #[arg(long, value_name = "FILE")]
-    pub base: Option<PathBuf>,
-    /// The results directory (to find run keys).
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    pub results: PathBuf,
-}
+use crate::store::{write_atomic_with, RunRecord};
 
 /// What `export` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,29 +31,8 @@ pub struct Exported {
     pub sha256: String,
 }
 
-pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let found = crate::reproduce::locate(&ResultsLayout::new(&args.results), &args.run)?;
-    let exported = export(
-        &found.dir,
-        &found.record,
-        args.best,
-        args.base.as_deref(),
-        &args.output,
-    )?;
-    println!(
-        "wrote {}: {} parameters, {} trained ({}), {} frozen from {}; SHA-256 {}",
-        args.output.display(),
-        exported.trained + exported.frozen,
-        exported.trained,
-        found.dir.join(trained_file(args.best)).display(),
-        exported.frozen,
-        exported.base,
-        exported.sha256
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn trained_file(best: bool) -> &'static str {
+/// The cell's file of trained parameters: of the best epoch, or of the last one.
+pub fn trained_file(best: bool) -> &'static str {
     if best {
         BEST_TRAINED_FILE
     } else {

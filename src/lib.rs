@@ -8,6 +8,7 @@ pub mod augment;
 pub mod bench;
 pub mod cache;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod dataset;

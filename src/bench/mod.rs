@@ -16,7 +16,6 @@ pub mod sweep;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -32,33 +31,23 @@ use crate::train::KerasOptimizer;
 /// VGG16's channel widths per block.
 const VGG16_CHANNELS: [usize; 5] = [64, 128, 256, 512, 512];
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+/// What `runner bench` measures, and how.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// Timed iterations per benchmark (after one untimed warm-up).
-    #[arg(long, value_name = "N", default_value_t = 5)]
     pub iterations: usize,
     /// Images per batch.
-    #[arg(long, value_name = "N", default_value_t = 8)]
     pub batch: usize,
     /// Input height and width in pixels (at least 32).
-    #[arg(long, value_name = "PIXELS", default_value_t = 150)]
     pub image_size: usize,
     /// Worker threads (default: RAYON_NUM_THREADS, else one per core).
-    #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Also write the table as CSV to this file.
-    #[arg(long, value_name = "PATH")]
     pub csv: Option<PathBuf>,
-    /// Tiny sizes (32x32 images, batch 2, one iteration, an eighth of VGG16's widths): checks
-    /// that the benchmarks run, measures nothing useful.
-    #[arg(long)]
+    /// Tiny sizes (32x32 images, batch 2, one iteration, an eighth of VGG16's widths).
     pub quick: bool,
-    /// Use candle's own CPU convolution instead of the fused kernel (for comparison).
-    #[arg(long)]
+    /// Use candle's own CPU convolution instead of the fused kernel.
     pub candle_conv: bool,
-    /// Device to measure: "cpu" (default), "cuda", "cuda:N" or "auto". On a GPU the convolution
-    /// is candle's CUDA one and per-CPU-second figures are not meaningful.
-    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     pub device: crate::config::DeviceChoice,
 }
 
@@ -80,7 +69,7 @@ pub struct Row {
     pub gflop_per_cpu_second: Option<f64>,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     let mut args = args.clone();
     if args.quick {
         args.image_size = 32;
@@ -114,10 +103,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         crate::store::write_atomic(path, &w.into_inner()?)?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn run_all(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Row>> {
+fn run_all(args: &BenchOptions, threads: usize) -> anyhow::Result<Vec<Row>> {
     let channels = if args.quick {
         VGG16_CHANNELS.map(|c| c / 8)
     } else {
@@ -252,7 +241,7 @@ fn run_all(args: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Row>> {
 struct Describe<'a> {
     /// Synchronised before the clock stops, so queued GPU work is counted.
     device: Device,
-    args: &'a BenchArgs,
+    args: &'a BenchOptions,
     threads: usize,
     channels: String,
 }

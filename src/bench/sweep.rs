@@ -99,7 +99,7 @@ pub fn run_sweep_benchmarks(opts: &SweepBenchOptions) -> anyhow::Result<Vec<Row>
     let plain = ["feature_extraction".to_string(), "fine_tuning".to_string()];
     rows.extend(compare("lecture-noaug", &lecture, &plain, opts)?);
     if opts.demo {
-        let demo = config::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?;
+        let demo = config::parse(config::DEMO_TOML, Path::new("experiments/demo.toml"))?;
         rows.extend(compare("demo", &demo, &[], opts)?);
     }
     Ok(rows)

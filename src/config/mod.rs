@@ -222,6 +222,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
     resolve::resolve(&source, parsed)
 }
 
+/// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
+pub const DEMO_TOML: &str = include_str!("../../experiments/demo.toml");
+
+/// The experiment file at `path`, or the embedded demo without one.
+pub fn load_or_demo(path: Option<&Path>) -> anyhow::Result<Experiment> {
+    use anyhow::Context;
+    Ok(match path {
+        Some(p) => load(p)?,
+        None => parse(DEMO_TOML, Path::new("experiments/demo.toml"))
+            .context("the embedded demo experiment")?,
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read the experiment file: {source}", file.display())]

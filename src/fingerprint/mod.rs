@@ -24,7 +24,6 @@
 //! the cache file it is given.
 
 mod cache;
-pub mod command;
 mod diff;
 
 use std::fs::File;

@@ -11,20 +11,14 @@ use crate::train::EpochMetrics;
 use super::load::{CellRun, ExperimentResults};
 use super::stats::{self, Interval, Paired, Summary, CONFIDENCE};
 
-/// A per-cell quantity computed from its metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+/// A per-cell quantity computed from its metrics; [`Metric::about`] says what each measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
-    /// Validation accuracy after the last epoch.
     FinalValAcc,
-    /// Highest validation accuracy over the epochs.
     BestValAcc,
-    /// Validation loss after the last epoch.
     FinalValLoss,
-    /// Lowest validation loss over the epochs.
     BestValLoss,
-    /// The (first) epoch with the highest validation accuracy.
     EpochsToBest,
-    /// Wall-clock seconds of all epochs, validation included.
     TrainSeconds,
 }
 
@@ -37,6 +31,35 @@ impl Metric {
         Metric::EpochsToBest,
         Metric::TrainSeconds,
     ];
+
+    /// Each metric's name on the command line and what it measures, in the order of [`Self::ALL`].
+    const NAMES: [(&'static str, &'static str); 6] = [
+        ("final-val-acc", "Validation accuracy after the last epoch"),
+        (
+            "best-val-acc",
+            "Highest validation accuracy over the epochs",
+        ),
+        ("final-val-loss", "Validation loss after the last epoch"),
+        ("best-val-loss", "Lowest validation loss over the epochs"),
+        (
+            "epochs-to-best",
+            "The (first) epoch with the highest validation accuracy",
+        ),
+        (
+            "train-seconds",
+            "Wall-clock seconds of all epochs, validation included",
+        ),
+    ];
+
+    /// The name on the command line (`--metric final-val-acc`).
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize].0
+    }
+
+    /// What the metric measures, in one line.
+    pub fn about(self) -> &'static str {
+        Self::NAMES[self as usize].1
+    }
 
     /// The column name in summary.csv.
     pub fn key(self) -> &'static str {

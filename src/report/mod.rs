@@ -16,7 +16,6 @@ pub mod plots;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use crate::config;
 use crate::store::write_atomic;
@@ -37,58 +36,36 @@ pub struct Report {
     pub against: Option<compare::Against>,
 }
 
-/// `runner report`: write a report of an experiment at one code state.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
+/// What `runner report` reports: an experiment at one code state, optionally against another.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
     /// The experiment: its file (TOML), or its name as in results/. Default: the embedded demo.
     pub experiment: Option<String>,
-    /// The code state to report: a commit (or a prefix of one), or a results folder name such as
-    /// 3f2a9c1-dirty-0badf00d or no-git. Default: the one with the latest finished cell.
-    #[arg(long, value_name = "C")]
+    /// The code state: a commit (or a prefix of one), or a results folder name. Default: the one
+    /// with the latest finished cell.
     pub commit: Option<String>,
-    /// Also compare with another code state: which cells changed and why (run-key components),
-    /// and the change of each variant's metric with its interval.
-    #[arg(long, value_name = "C2")]
+    /// Another code state to compare with.
     pub against: Option<String>,
     /// The variant the others are compared with. Default: the experiment's first variant.
-    #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
-    /// The metric of the comparisons and verdicts (summary.csv has every metric).
-    #[arg(
-        long,
-        value_enum,
-        value_name = "METRIC",
-        default_value = "final-val-acc"
-    )]
+    /// The metric of the comparisons and verdicts.
     pub metric: Metric,
-    /// Results directory.
-    #[arg(long, value_name = "DIR", default_value = "results")]
     pub results: PathBuf,
 }
 
-/// `runner compare A B`: two variants of an experiment, or two run directories, in the terminal.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CompareArgs {
-    /// A variant name, or a run directory (…/<variant>/seed-<n>).
+/// What `runner compare A B` compares: two variants of an experiment, or two run directories.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// A variant name, or a run directory.
     pub a: String,
     /// The variant or run directory to compare A with (differences are A − B).
     pub b: String,
     /// The experiment of the two variants: its file (TOML) or name. Default: the embedded demo.
-    #[arg(long, short = 'e', value_name = "EXPERIMENT")]
     pub experiment: Option<String>,
     /// The code state (commit or results folder name). Default: the latest.
-    #[arg(long, value_name = "C")]
     pub commit: Option<String>,
     /// The metric of the verdict.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "METRIC",
-        default_value = "final-val-acc"
-    )]
     pub metric: Metric,
-    /// Results directory.
-    #[arg(long, value_name = "DIR", default_value = "results")]
     pub results: PathBuf,
 }
 
@@ -96,7 +73,7 @@ pub struct CompareArgs {
 /// and seeds.
 fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Declared>)> {
     let experiment = match arg {
-        None => config::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?,
+        None => config::parse(config::DEMO_TOML, Path::new("experiments/demo.toml"))?,
         Some(a) if Path::new(a).is_file() => config::load(Path::new(a))?,
         Some(a) if a.ends_with(".toml") => {
             anyhow::bail!("experiment file {a} does not exist (give an experiment file or an experiment name)")
@@ -143,7 +120,7 @@ fn load_state(
 }
 
 /// Build the report `args` ask for (no files written).
-pub fn build(args: &ReportArgs) -> anyhow::Result<Report> {
+pub fn build(args: &ReportOptions) -> anyhow::Result<Report> {
     let (name, plan) = resolve_experiment(args.experiment.as_deref())?;
     let (state, results) = load_state(&args.results, &name, plan.as_ref(), args.commit.as_deref())?;
     let analysis = analysis::analyse(&results, args.baseline.as_deref(), args.metric)?;
@@ -202,7 +179,7 @@ pub fn write(
 }
 
 /// `runner report`: build, draw, write; print where it went and the verdicts.
-pub fn run_report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run_report(args: &ReportOptions) -> anyhow::Result<()> {
     let report = build(args)?;
     let figures = plots::all(&report.results, &report.analysis)?;
     let dir = report.results.dir.join("report");
@@ -233,11 +210,11 @@ pub fn run_report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         dir.join("report.md").display(),
         figures.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `runner compare A B`.
-pub fn run_compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+pub fn run_compare(args: &CompareOptions) -> anyhow::Result<()> {
     let (a, b) = (Path::new(&args.a), Path::new(&args.b));
     let text = if a.is_dir() && b.is_dir() {
         compare::runs_text(a, b)?
@@ -254,7 +231,7 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         compare::variants_text(&results, &args.a, &args.b, args.metric)?
     };
     print!("{text}");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use super::*;
 /// Relative, so that paths in the snapshots do not depend on where the repository is.
 const FIXTURE: &str = "tests/fixtures/report/results";
 
-fn args() -> ReportArgs {
-    ReportArgs {
+fn args() -> ReportOptions {
+    ReportOptions {
         experiment: Some("fixture".into()),
         commit: None,
         against: Some("1a2b3c4".into()),
@@ -61,13 +61,13 @@ fn html_report_structure() {
 
 #[test]
 fn the_latest_code_state_is_reported_by_default_and_commit_selects_another() {
-    let r = build(&ReportArgs {
+    let r = build(&ReportOptions {
         against: None,
         ..args()
     })
     .unwrap();
     assert_eq!(r.code_state, "3f2a9c1");
-    let older = build(&ReportArgs {
+    let older = build(&ReportOptions {
         against: None,
         commit: Some("1a2b3c4e5f60".into()),
         ..args()

@@ -10,7 +10,6 @@
 //! cached file whose published hash is checked before use. This module never downloads: that is
 //! `runner weights fetch` (`fetch.rs`), run by the user.
 
-pub mod cli;
 mod fetch;
 mod import;
 mod keras_h5;

@@ -1,13 +1,14 @@
-//! `runner weights ...`: list, fetch and convert pretrained weights. The argument definitions
-//! (their doc comments are the `--help` text) and what each command prints.
+//! `runner weights ...`: list, fetch and convert pretrained weights.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::fetch::{fetch, DownloadProgress};
-use super::known::{self, Env, KNOWN};
+use crate::config::Preprocessing;
+use crate::model::weights::known::{self, Env};
+use crate::model::weights::{self, fetch, DownloadProgress, KNOWN};
+
+use super::outcome::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub enum WeightsCommand {
@@ -41,7 +42,7 @@ pub enum WeightsCommand {
     },
 }
 
-pub fn run(command: WeightsCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: WeightsCommand) -> anyhow::Result<Outcome> {
     let env = Env::from_process();
     match command {
         WeightsCommand::List => {
@@ -63,7 +64,7 @@ pub fn run(command: WeightsCommand) -> anyhow::Result<ExitCode> {
                     status
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Success)
         }
         WeightsCommand::Fetch {
             name,
@@ -91,10 +92,10 @@ pub fn run(command: WeightsCommand) -> anyhow::Result<ExitCode> {
                 hashes.sha256,
                 preprocessing_name(k.preprocessing)
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Success)
         }
         WeightsCommand::Import { input, output } => {
-            let imported = super::import(&input, &output)?;
+            let imported = weights::import(&input, &output)?;
             println!(
                 "{} ({}) -> {}: {} tensors, channels {:?}\nmodel.weights = {{ file = \"{}\", sha256 = \"{}\" }}",
                 input.display(),
@@ -105,15 +106,15 @@ pub fn run(command: WeightsCommand) -> anyhow::Result<ExitCode> {
                 output.display(),
                 imported.sha256
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Success)
         }
     }
 }
 
-fn preprocessing_name(p: crate::config::Preprocessing) -> &'static str {
+fn preprocessing_name(p: Preprocessing) -> &'static str {
     match p {
-        crate::config::Preprocessing::Rescale => "rescale",
-        crate::config::Preprocessing::Caffe => "caffe",
-        crate::config::Preprocessing::Torch => "torch",
+        Preprocessing::Rescale => "rescale",
+        Preprocessing::Caffe => "caffe",
+        Preprocessing::Torch => "torch",
     }
 }

@@ -1,9 +1,10 @@
 //! `runner hash DIR`: the root hash of a class-folder directory, as a run would record it.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use super::{manifest_of_dir, StatCache};
+use crate::fingerprint::{manifest_of_dir, StatCache};
+
+use super::outcome::Outcome;
 
 #[derive(Debug, clap::Args)]
 pub struct HashArgs {
@@ -21,7 +22,7 @@ pub struct HashArgs {
 }
 
 /// Print the root hash (or the manifest) on stdout and a one-line summary on stderr.
-pub fn run(args: &HashArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: HashArgs) -> anyhow::Result<Outcome> {
     let mut cache = match &args.cache {
         Some(dir) => StatCache::open(dir),
         None => StatCache::in_memory(),
@@ -42,5 +43,5 @@ pub fn run(args: &HashArgs) -> anyhow::Result<ExitCode> {
         stats.bytes_hashed,
         stats.files - stats.hashed
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }

@@ -1,0 +1,33 @@
+//! `runner status`: the runs on disk.
+
+use std::path::Path;
+
+use crate::store::ResultsLayout;
+use crate::{config, reproduce, sweep};
+
+use super::flags::ResultsDir;
+use super::outcome::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// An experiment file or name (default: all experiments).
+    pub experiment: Option<String>,
+    #[command(flatten)]
+    pub results: ResultsDir,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
+    let results = args.results.results;
+    let name = match args.experiment {
+        Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
+        other => other,
+    };
+    let here =
+        sweep::prepare::code_state_excluding(Path::new("."), std::slice::from_ref(&results))?
+            .dir_name;
+    print!(
+        "{}",
+        reproduce::status(&ResultsLayout::new(results), name.as_deref(), &here)
+    );
+    Ok(Outcome::Success)
+}

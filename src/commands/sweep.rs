@@ -1,0 +1,152 @@
+//! `runner sweep`: train every cell of an experiment, print the table, write the report.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::config::DeviceChoice;
+use crate::report::{Metric, ReportOptions};
+use crate::store::{ResultsLayout, Status};
+use crate::sweep::{self, progress, Progress, SweepOptions};
+
+use super::flags::{ExperimentFile, ResultsDir};
+use super::interrupt::install_interrupt_handler;
+use super::outcome::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentFile,
+    #[command(flatten)]
+    pub select: Select,
+    /// Override the number of epochs of every variant (for a quick try).
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Rerun cells that are done already (the earlier result moves to .history/).
+    #[arg(long)]
+    pub force: bool,
+    /// Rerun only the cells that failed.
+    #[arg(long, conflicts_with = "force")]
+    pub retry_failed: bool,
+    /// Do not write the report (runner report) at the end of the sweep.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Print only the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Train on "cpu", "cuda", "cuda:N" or "auto" (a GPU when this build has CUDA and one is
+    /// present). Default: the experiment file's `device`, else auto.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<DeviceChoice>,
+    /// Decode every image again each epoch and run the full network, instead of reusing
+    /// decoded images (results/.cache/images) and cached outputs of the frozen layers
+    /// (results/.cache/features). The results are identical; this only costs time.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Memory for cached features (and for decoded images when they cannot be cached on
+    /// disk), e.g. 4GiB or 512MiB; past it features are read from disk. Default: half the
+    /// available memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_memory: Option<u64>,
+    /// Cells trained at once; the CPU threads are divided between them.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
+}
+
+/// Which cells to run, and where their results go.
+#[derive(Debug, clap::Args)]
+#[command(mut_arg("results", |a| a.help("Directory for results and generated data sets")))]
+pub struct Select {
+    /// Run only this variant (repeat for several).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Run only this seed (repeat for several).
+    #[arg(long = "seed", value_name = "N")]
+    pub seeds: Vec<u64>,
+    #[command(flatten)]
+    pub results: ResultsDir,
+}
+
+pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
+    let file = args.experiment.experiment.clone();
+    let experiment = args.experiment.load()?;
+    let stop = install_interrupt_handler();
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::detect()
+    };
+    let results_root = args.select.results.results.clone();
+    let options = SweepOptions {
+        results: ResultsLayout::new(args.select.results.results),
+        variants: args.select.variants,
+        seeds: args.select.seeds,
+        epochs: args.epochs,
+        progress,
+        force: args.force,
+        retry_failed: args.retry_failed,
+        device: args.device,
+        image_cache: !args.no_cache,
+        feature_cache: !args.no_cache,
+        cache_memory: args
+            .cache_memory
+            .unwrap_or_else(crate::cache::default_memory_budget),
+        jobs: args.jobs as usize,
+    };
+    let results = match sweep::run(&experiment, &options, &stop) {
+        Ok(results) => results,
+        Err(e) => match e.downcast_ref::<sweep::stage::StageInterrupted>() {
+            Some(stopped) => {
+                eprintln!("interrupted: {stopped}");
+                return Ok(Outcome::Interrupted);
+            }
+            None => return Err(e),
+        },
+    };
+    println!("\n{}", progress::summary_table(&results));
+    if !args.no_report && !stop.load(Ordering::SeqCst) {
+        write_sweep_report(file.as_deref(), &results, results_root);
+    }
+    if results
+        .iter()
+        .any(|r| r.status == Some(Status::Interrupted))
+        || stop.load(Ordering::SeqCst)
+    {
+        eprintln!("interrupted: finished epochs are kept in the cells' .partial directories");
+        return Ok(Outcome::Interrupted);
+    }
+    if results
+        .iter()
+        .any(|r| matches!(r.status, Some(Status::Failed | Status::Diverged)))
+    {
+        return Ok(Outcome::CellsFailed);
+    }
+    Ok(Outcome::Success)
+}
+
+/// After a sweep, the report of the code state it ran under (when a cell has results). A report
+/// that cannot be written is a warning: the sweep's own outcome decides the exit code.
+pub fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], root: PathBuf) {
+    let finished = results.iter().find(|r| r.last.is_some());
+    let Some(state) = finished
+        .and_then(|r| r.dir.ancestors().nth(3))
+        .and_then(|d| d.file_name())
+    else {
+        return;
+    };
+    let options = ReportOptions {
+        experiment: file.map(|f| f.display().to_string()),
+        commit: Some(state.to_string_lossy().into_owned()),
+        against: None,
+        baseline: None,
+        metric: Metric::FinalValAcc,
+        results: root,
+    };
+    println!();
+    if let Err(e) = crate::report::run_report(&options) {
+        eprintln!("warning: the report could not be written: {e:#} (try `runner report`)");
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::cache::parse_size(text)
+}
