@@ -19,7 +19,7 @@ use crate::model::arch::Architecture;
 use crate::model::freeze;
 use crate::store::{ResultsLayout, Status};
 use crate::sweep::{self, progress, Progress, SweepOptions};
-use crate::{augment, reproduce, store};
+use crate::{augment, reproduce};
 
 /// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
 pub const DEMO_TOML: &str = include_str!("../experiments/demo.toml");
@@ -324,7 +324,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 device,
                 image_cache: !no_cache,
                 feature_cache: !no_cache,
-                cache_memory: cache_memory.unwrap_or_else(crate::cache::default_memory_budget),
+                cache_memory: cache_memory
+                    .unwrap_or_else(crate::base::memory::default_memory_budget),
                 jobs: jobs as usize,
             };
             let results = match sweep::run(&experiment, &options, &stop) {
@@ -397,7 +398,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let grid = augment::preview::grid(&images, columns, 2);
             let mut png = Vec::new();
             grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-            store::write_atomic(&output, &png)?;
+            crate::base::fs::write_atomic(&output, &png)?;
             println!(
                 "{} augmented training images of {} / {variant} (seed {seed}, epoch {}, {} steps) -> {}",
                 images.len(),
@@ -410,9 +411,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cache { results, clear } => {
             let dir = ResultsLayout::new(results).cache_dir();
-            print!("{}", crate::cache::usage_table(&dir));
+            print!("{}", crate::store::caches::usage_table(&dir));
             if clear {
-                crate::cache::clear(&dir)?;
+                crate::store::caches::clear(&dir)?;
                 println!("deleted {}", dir.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -612,7 +613,7 @@ fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], root: 
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    crate::cache::parse_size(text)
+    crate::base::memory::parse_size(text)
 }
 
 fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {

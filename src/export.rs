@@ -14,11 +14,12 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+use crate::base::fs::write_atomic_with;
 use crate::config::Weights;
 use crate::model::weights::trained::{self, BEST_TRAINED_FILE, TRAINED_FILE};
 use crate::model::weights::{self, LoadedWeights};
 use crate::model::{freeze, Network};
-use crate::store::{write_atomic_with, ResultsLayout, RunRecord};
+use crate::store::{ResultsLayout, RunRecord};
 
 /// `runner export-model` arguments.
 #[derive(Debug, clap::Args)]
@@ -103,7 +104,7 @@ pub fn export(
         trained,
         frozen,
         base: described,
-        sha256: weights::sha256_file(output)?,
+        sha256: weights::file_sha256(output)?,
     })
 }
 
@@ -212,7 +213,7 @@ fn load_base(
             dir.display()
         );
     }
-    let actual = weights::sha256_file(&path)?;
+    let actual = weights::file_sha256(&path)?;
     if record.weights.sha256.as_deref() != Some(actual.as_str()) {
         bail!(
             "{}: SHA-256 is {actual}, but {} was trained from a base with SHA-256 {expected}: \

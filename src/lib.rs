@@ -5,11 +5,10 @@
 //! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
 
 pub mod augment;
+pub mod base;
 pub mod bench;
-pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod cpu;
 pub mod dataset;
 pub mod export;
 pub mod fingerprint;
@@ -17,7 +16,6 @@ pub mod model;
 pub mod provenance;
 pub mod report;
 pub mod reproduce;
-pub mod rng;
 pub mod store;
 pub mod sweep;
 pub mod train;

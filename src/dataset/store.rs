@@ -37,8 +37,9 @@ use sha2::{Digest, Sha256};
 use super::decode::load_image;
 use super::index::ClassIndex;
 use super::{DatasetError, Image, Sample};
-use crate::cache::{kernel_identity, MemoryBudget};
-use crate::config::hash::hex;
+use crate::base::build_info::kernel_identity;
+use crate::base::hash::hex;
+use crate::base::memory::MemoryBudget;
 use crate::config::{DatasetConfig, OnBadImage};
 
 /// Bump when the file layout or the meaning of a key changes.
@@ -499,7 +500,7 @@ impl Sink {
     /// A temporary file beside `<dir>/<key>.pixels`, renamed to it when complete.
     fn file(dir: &Path, key: &str) -> std::io::Result<Sink> {
         std::fs::create_dir_all(dir)?;
-        crate::cache::remove_orphans(dir, temp_writer_pid);
+        crate::base::fs::remove_orphans(dir, temp_writer_pid);
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{key}.pixels"));
@@ -602,7 +603,7 @@ fn finish_file(
         };
         std::fs::rename(tmp, path)?;
         let text = serde_json::to_vec(description)?;
-        if let Err(e) = crate::store::write_atomic(json, &text) {
+        if let Err(e) = crate::base::fs::write_atomic(json, &text) {
             let _ = std::fs::remove_file(path);
             return Err(e);
         }

@@ -140,7 +140,7 @@ impl StatCache {
             files: self.files.clone(),
         })
         .map_err(|e| err(e.to_string()))?;
-        crate::store::write_atomic(file, &bytes).map_err(|e| err(e.root_cause().to_string()))?;
+        crate::base::fs::write_atomic(file, &bytes).map_err(|e| err(e.root_cause().to_string()))?;
         self.changed = false;
         Ok(())
     }

@@ -27,8 +27,6 @@ mod cache;
 pub mod command;
 mod diff;
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -40,7 +38,7 @@ pub use diff::{
     duplicates_across, label_conflicts, Change, Duplicate, LabelConflict, ManifestDiff,
 };
 
-use crate::config::hash::hex;
+use crate::base::hash::{hex, sha256_file};
 use crate::dataset::index::{index_directory, ClassIndex};
 use crate::dataset::{DatasetError, Sample, Split};
 
@@ -280,7 +278,7 @@ pub fn manifest_of_samples(
     let hashed: Vec<(&Pending, u64, String)> = misses
         .par_iter()
         .map(|p| {
-            let (size, sha256) = sha256_file(&p.sample.path).map_err(io(&p.sample.path))?;
+            let (sha256, size) = sha256_file(&p.sample.path).map_err(io(&p.sample.path))?;
             Ok((*p, size, sha256))
         })
         .collect::<Result<_, FingerprintError>>()?;
@@ -313,23 +311,6 @@ fn relative_path(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// (bytes read, hex SHA-256) of a file, streamed.
-fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hex(&hasher.finalize())))
 }
 
 #[cfg(test)]

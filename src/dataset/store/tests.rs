@@ -324,7 +324,7 @@ fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
         .join(format!(".abc.pixels.{}-7.tmp", std::process::id()));
     let other = cache_dir.path().join("notes.tmp");
     let recent = cache_dir.path().join(".def.pixels.4000000001-0.tmp");
-    let long_ago = std::time::SystemTime::now() - crate::cache::ORPHAN_IDLE * 2;
+    let long_ago = std::time::SystemTime::now() - crate::base::fs::ORPHAN_IDLE * 2;
     for f in [&dead, &mine, &other, &recent] {
         fs::write(f, b"partial").unwrap();
         if f != &recent {

@@ -2,6 +2,7 @@
 //!
 //! Text uses backticks for code (commands, paths, hashes); each format renders them its own way.
 
+use crate::base::format::thousands;
 use crate::report::analysis::{format_p, Analysis, Metric};
 use crate::report::compare::{Against, Change};
 use crate::report::load::{CellRun, CellState, ExperimentResults};
@@ -51,19 +52,6 @@ pub fn summary_cell(s: Option<Summary>, d: usize) -> String {
 /// A hash shortened for tables (the full value is in run.json).
 pub fn short(hash: &str) -> String {
     hash.chars().take(12).collect()
-}
-
-/// 10000 -> 10,000.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn epochs(n: usize) -> String {

@@ -32,7 +32,7 @@ mod holder;
 mod race_tests;
 mod status;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -43,10 +43,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use holder::{judge, probe, Machine, Process, Verdict};
+use super::hash::sha256_hex;
+use super::process::probe;
+use holder::{judge, Machine, Verdict};
 pub use holder::{Content, Holder, Observed, Settings, HEARTBEAT_ENV, STALE_ENV};
 
-pub use status::{inspect, shown_status, LockState};
+pub use status::{inspect, LockState};
 
 /// How many times `acquire` goes round (link, read, take over) before giving up. Each round
 /// either wins, finds a live holder, or removes one stale lock; only locks appearing and
@@ -102,7 +104,7 @@ impl CellLock {
         }
         let mut content = serde_json::to_vec_pretty(holder)?;
         content.push(b'\n');
-        let id = crate::store::sha256_hex(&content)[..16].to_string();
+        let id = sha256_hex(&content)[..16].to_string();
         let context = || format!("lock {}", path.display());
         let file = match take(path, &content, &id, here, settings).with_context(context)? {
             Ok(file) => file,
@@ -413,9 +415,4 @@ impl Heartbeat {
             let _ = thread.join();
         }
     }
-}
-
-/// Whether a process with this id runs on this machine (zombies do not).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    probe(pid) != Process::Gone
 }
