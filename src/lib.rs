@@ -12,6 +12,7 @@ pub mod config;
 pub mod dataset;
 pub mod export;
 pub mod fingerprint;
+pub mod image;
 pub mod model;
 pub mod provenance;
 pub mod report;

@@ -19,7 +19,7 @@ use super::affine::Sampling;
 use super::steps;
 use crate::base::rng::{uniform_f32, Rng};
 use crate::config::{AugmentStep, Factor, FillMode, FlipMode, Interpolation};
-use crate::dataset::Image;
+use crate::image::Image;
 
 /// One step with its random factors drawn: exactly what will be done to one image.
 #[derive(Debug, Clone, Copy, PartialEq)]

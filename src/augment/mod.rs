@@ -2,7 +2,7 @@
 //! `RandomRotation`, `RandomZoom`, `RandomTranslation`, `RandomContrast`) on the TensorFlow
 //! backend.
 //!
-//! Works on one `dataset::Image` (0..255, HWC) at a time with a caller-provided random stream;
+//! Works on one `image::Image` (0..255, HWC) at a time with a caller-provided random stream;
 //! applied to training batches only, never to validation. It must never keep state between
 //! images: everything random comes from the stream it is given, so an image's augmentation
 //! depends only on that stream.
@@ -30,7 +30,7 @@ pub use steps::{adjust_contrast, flip, rotate, translate, zoom};
 
 use crate::base::rng::Rng;
 use crate::config::AugmentStep;
-use crate::dataset::Image;
+use crate::image::Image;
 
 /// The random stream that augments sample `index` of the training split in `epoch` (0-based)
 /// under run seed `seed`. One stream per image keeps the result independent of threading and of

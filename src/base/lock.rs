@@ -35,7 +35,7 @@ mod status;
 pub(crate) mod tests;
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -45,7 +45,7 @@ use anyhow::Context;
 
 use super::hash::sha256_hex;
 use super::process::probe;
-use holder::{judge, Machine, Verdict};
+use holder::{judge, observe, Machine, Verdict};
 pub use holder::{Content, Holder, Observed, Settings, HEARTBEAT_ENV, STALE_ENV};
 
 pub use status::{inspect, LockState};
@@ -356,20 +356,6 @@ fn link_count(file: &File) -> Option<u64> {
 #[cfg(not(unix))]
 fn link_count(_: &File) -> Option<u64> {
     None
-}
-
-/// The lock at `path` as it is now; `None` when there is none. Content and modification time
-/// come from one open file (on NFS, opening revalidates the cached attributes).
-fn observe(path: &Path) -> io::Result<Option<Observed>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let modified = file.metadata()?.modified()?;
-    Ok(Some(Observed::new(&bytes, modified)))
 }
 
 /// `.<lock file name>.<suffix>` beside the lock: hidden, and on the same file system (a hard

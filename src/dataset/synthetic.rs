@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 pub use shapes::{coverage, render, Placement, ShapeKind};
 
-use super::DatasetError;
+use super::error::DatasetError;
 use crate::base::hash::hex;
 use crate::base::rng;
 use crate::config::{SyntheticSpec, SyntheticTask};

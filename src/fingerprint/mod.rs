@@ -23,9 +23,9 @@
 //! This module reads files and the cache; it never decodes images and never writes anywhere but
 //! the cache file it is given.
 
-mod cache;
 pub mod command;
 mod diff;
+mod hash_cache;
 
 use std::path::{Path, PathBuf};
 
@@ -33,10 +33,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use cache::{FileStat, StatCache};
 pub use diff::{
     duplicates_across, label_conflicts, Change, Duplicate, LabelConflict, ManifestDiff,
 };
+pub use hash_cache::{FileStat, StatCache};
 
 use crate::base::hash::{hex, sha256_file};
 use crate::dataset::index::{index_directory, ClassIndex};
@@ -274,7 +274,7 @@ pub fn manifest_of_samples(
         }
     }
 
-    let hashed_at = cache::now_ns();
+    let hashed_at = hash_cache::now_ns();
     let hashed: Vec<(&Pending, u64, String)> = misses
         .par_iter()
         .map(|p| {

@@ -287,8 +287,8 @@ pub fn open_data(
         let place = match (split.residency(), split.cache_file()) {
             (Residency::Mapped, Some(file)) => {
                 let verb = match report.origin {
-                    crate::dataset::store::Origin::Cached => "reused from",
-                    crate::dataset::store::Origin::Decoded => "decoded into",
+                    crate::dataset::image_cache::Origin::Cached => "reused from",
+                    crate::dataset::image_cache::Origin::Decoded => "decoded into",
                 };
                 let stem = file.file_stem().unwrap_or_default().to_string_lossy();
                 let key = stem.get(..12).unwrap_or(&stem);

@@ -1,7 +1,10 @@
 //! Who holds a lock, and whether that holder is still alive: the content of a lock file, the
 //! identity of this machine and process, the heartbeat settings, and the judgement that decides
-//! between "held" and "stale". Nothing here writes a file.
+//! between "held" and "stale". Nothing here writes a file; `observe` reads one.
 
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -262,6 +265,20 @@ impl Observed {
             humantime::format_duration(Duration::from_secs(self.heartbeat_age.as_secs()))
         )
     }
+}
+
+/// The lock at `path` as it is now; `None` when there is none. Content and modification time
+/// come from one open file (on NFS, opening revalidates the cached attributes).
+pub(super) fn observe(path: &Path) -> std::io::Result<Option<Observed>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let modified = file.metadata()?.modified()?;
+    Ok(Some(Observed::new(&bytes, modified)))
 }
 
 /// The verdict on a lock found in place.

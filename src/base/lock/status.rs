@@ -4,8 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use super::holder::{judge, Machine, Verdict};
-use super::{observe, Observed, Settings};
+use super::holder::{judge, observe, Machine, Observed, Settings, Verdict};
 use crate::base::process::probe;
 
 /// A lock as `runner status` sees it.

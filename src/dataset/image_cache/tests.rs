@@ -4,11 +4,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
+use sha2::{Digest, Sha256};
 
+use super::disk::temp_writer_pid;
 use super::*;
-use crate::config::{DataSource, Preprocessing, ShuffleMode};
+use crate::base::hash::hex;
+use crate::base::memory::MemoryBudget;
+use crate::config::{DataSource, DatasetConfig, OnBadImage, Preprocessing, ShuffleMode};
 use crate::dataset::batches::{DecodeReport, EpochPlan, Split};
-use crate::dataset::index::index_directory;
+use crate::dataset::index::{index_directory, ClassIndex};
+use crate::dataset::DatasetError;
 
 fn config(on_bad_image: OnBadImage) -> DatasetConfig {
     DatasetConfig {

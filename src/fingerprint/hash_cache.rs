@@ -1,5 +1,5 @@
-//! The stat cache: a file's SHA-256 remembered by its metadata, so that an unchanged data set is
-//! fingerprinted by reading metadata only.
+//! The hash cache (a stat cache): a file's SHA-256 remembered by its metadata, so that an
+//! unchanged data set is fingerprinted by reading metadata only.
 //!
 //! An entry is reused only when the file's size, modification time (ns) and, on Unix, inode and
 //! status-change time (ctime, which no tool can set back) are exactly those recorded. As in git's
