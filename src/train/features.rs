@@ -120,10 +120,10 @@ pub struct PrefixKey {
 
 /// The key of `network`'s frozen prefix (None when the first layer trains).
 ///
-/// The key includes `cache::kernel_identity` (the hash of the sources that decode images and run
-/// the layers, the engine, the CPU's vector instructions), so a change to the layers'
-/// implementation never reuses features computed by other code, while a commit that touches
-/// only, say, the report keeps them.
+/// The key includes `base::build_info::kernel_identity` (the hash of the sources that decode
+/// images and run the layers, the engine, the CPU's vector instructions), so a change to the
+/// layers' implementation never reuses features computed by other code, while a commit that
+/// touches only, say, the report keeps them.
 pub fn prefix_key(network: &Network, dataset: &DatasetConfig) -> anyhow::Result<Option<PrefixKey>> {
     let end = network.frozen_prefix_len();
     if end == 0 {
