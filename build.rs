@@ -9,10 +9,15 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 /// The sources whose behaviour the caches depend on: decoding, resizing and preprocessing
-/// (`dataset`), the layers and their kernels (`model`), and the cache code itself. A change to
-/// any of them, or to the dependencies (Cargo.toml, Cargo.lock), gives new cache keys; a change anywhere else (the
-/// report, the CLI) keeps the caches valid.
-const KERNEL_SOURCES: [&str; 3] = ["src/dataset", "src/model", "src/train/features.rs"];
+/// (`dataset`, `image`), the layers and their kernels (`model`), and the cache code itself. A
+/// change to any of them, or to the dependencies (Cargo.toml, Cargo.lock), gives new cache keys; a
+/// change anywhere else (the report, the CLI) keeps the caches valid.
+const KERNEL_SOURCES: [&str; 4] = [
+    "src/dataset",
+    "src/image.rs",
+    "src/model",
+    "src/train/features.rs",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

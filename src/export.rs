@@ -13,11 +13,12 @@ use std::path::Path;
 
 use anyhow::bail;
 
+use crate::base::fs::write_atomic_with;
 use crate::config::Weights;
 use crate::model::weights::trained::{self, BEST_TRAINED_FILE, TRAINED_FILE};
 use crate::model::weights::{self, LoadedWeights};
 use crate::model::{freeze, Network};
-use crate::store::{write_atomic_with, RunRecord};
+use crate::store::RunRecord;
 
 /// What `export` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub fn export(
         trained,
         frozen,
         base: described,
-        sha256: weights::sha256_file(output)?,
+        sha256: weights::file_sha256(output)?,
     })
 }
 
@@ -169,7 +170,7 @@ fn load_base(
             dir.display()
         );
     }
-    let actual = weights::sha256_file(&path)?;
+    let actual = weights::file_sha256(&path)?;
     if record.weights.sha256.as_deref() != Some(actual.as_str()) {
         bail!(
             "{}: SHA-256 is {actual}, but {} was trained from a base with SHA-256 {expected}: \

@@ -5,20 +5,19 @@
 //! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
 
 pub mod augment;
+pub mod base;
 pub mod bench;
-pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod cpu;
 pub mod dataset;
 pub mod export;
 pub mod fingerprint;
+pub mod image;
 pub mod model;
 pub mod provenance;
 pub mod report;
 pub mod reproduce;
-pub mod rng;
 pub mod store;
 pub mod sweep;
 pub mod train;

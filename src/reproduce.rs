@@ -87,7 +87,7 @@ pub fn status(
     if runs.is_empty() {
         return format!("no runs under {}\n", results.root.display());
     }
-    let locks = crate::store::lock::Settings::from_env();
+    let locks = crate::base::lock::Settings::from_env();
     let mut out = String::from("  code state               experiment   variant                  seed  status       epochs  val_acc  run key\n");
     for r in &runs {
         let state = r.record.code_state.clone().unwrap_or_else(|| "-".into());
@@ -108,7 +108,8 @@ pub fn status(
             .map(|k| &k[..12.min(k.len())])
             .unwrap_or("-");
         let settings = locks.as_ref().cloned().unwrap_or_default();
-        let (shown, lock) = crate::store::lock::shown_status(&r.dir, r.record.status, &settings);
+        let (shown, lock) =
+            crate::store::lock_status::shown_status(&r.dir, r.record.status, &settings);
         out.push_str(&format!(
             "{mark} {:<24} {:<12} {:<24} {:>4}  {:<11} {:>6}  {:>7}  {key}\n",
             state,
@@ -175,7 +176,7 @@ fn options(results: ResultsLayout, progress: Progress, force: bool) -> SweepOpti
         device: None,
         image_cache: true,
         feature_cache: true,
-        cache_memory: crate::cache::default_memory_budget(),
+        cache_memory: crate::base::memory::default_memory_budget(),
         jobs: 1,
     }
 }

@@ -7,7 +7,7 @@
 //! terms `c0, c1` are always 0 here (Keras never sets them), so the denominator is exactly 1.
 
 use crate::config::{FillMode, Interpolation};
-use crate::dataset::Image;
+use crate::image::Image;
 
 /// An affine map from an OUTPUT pixel (x = column, y = row, pixel centres on integers) to the INPUT
 /// coordinates it samples: `x_in = a0*x + a1*y + a2`, `y_in = b0*x + b1*y + b2`.

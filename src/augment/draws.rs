@@ -17,9 +17,9 @@
 
 use super::affine::Sampling;
 use super::steps;
+use crate::base::rng::{uniform_f32, Rng};
 use crate::config::{AugmentStep, Factor, FillMode, FlipMode, Interpolation};
-use crate::dataset::Image;
-use crate::rng::{uniform_f32, Rng};
+use crate::image::Image;
 
 /// One step with its random factors drawn: exactly what will be done to one image.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,7 +178,7 @@ fn sampling(fill_mode: FillMode, fill_value: f32, interpolation: Interpolation) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::stream;
+    use crate::base::rng::stream;
 
     fn rotation(factor: Factor) -> AugmentStep {
         AugmentStep::Rotation {

@@ -2,7 +2,7 @@
 //! `RandomRotation`, `RandomZoom`, `RandomTranslation`, `RandomContrast`) on the TensorFlow
 //! backend.
 //!
-//! Works on one `dataset::Image` (0..255, HWC) at a time with a caller-provided random stream;
+//! Works on one `image::Image` (0..255, HWC) at a time with a caller-provided random stream;
 //! applied to training batches only, never to validation. It must never keep state between
 //! images: everything random comes from the stream it is given, so an image's augmentation
 //! depends only on that stream.
@@ -28,15 +28,15 @@ pub use affine::{Affine, Sampling};
 pub use draws::{draw, Op};
 pub use steps::{adjust_contrast, flip, rotate, translate, zoom};
 
+use crate::base::rng::Rng;
 use crate::config::AugmentStep;
-use crate::dataset::Image;
-use crate::rng::Rng;
+use crate::image::Image;
 
 /// The random stream that augments sample `index` of the training split in `epoch` (0-based)
 /// under run seed `seed`. One stream per image keeps the result independent of threading and of
 /// every other random stream of the run (shuffling, initialisation).
 pub fn image_stream(seed: u64, epoch: usize, index: usize) -> rand_chacha::ChaCha8Rng {
-    crate::rng::stream(seed, &format!("augment/epoch-{epoch}/sample-{index}"))
+    crate::base::rng::stream(seed, &format!("augment/epoch-{epoch}/sample-{index}"))
 }
 
 /// Apply `steps` in order to `image`, drawing every random factor from `rng`.
@@ -58,8 +58,8 @@ pub fn apply(steps: &[AugmentStep], image: &Image, rng: &mut impl Rng) -> Image 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::rng::stream;
     use crate::config::{Factor, FillMode, FlipMode, Interpolation};
-    use crate::rng::stream;
 
     fn photo(h: usize, w: usize) -> Image {
         let mut img = Image::new(h, w);

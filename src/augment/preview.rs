@@ -2,7 +2,7 @@
 //!
 //! Only builds the picture in memory; writing it to a file is the caller's job.
 
-use crate::dataset::Image;
+use crate::image::Image;
 use image::{Rgb, RgbImage};
 
 const PADDING_COLOUR: Rgb<u8> = Rgb([255, 255, 255]);

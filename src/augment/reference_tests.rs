@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::*;
+use crate::base::rng::RngCore;
 use crate::config::{FillMode, FlipMode, Interpolation};
-use crate::rng::RngCore;
 
 /// Absolute tolerance on 0..255 values: a few float32 ulps.
 const TOLERANCE: f32 = 1e-4;

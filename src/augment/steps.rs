@@ -5,7 +5,7 @@
 
 use super::affine::{transform, Affine, Sampling};
 use crate::config::FlipMode;
-use crate::dataset::Image;
+use crate::image::Image;
 
 /// Reverse the width axis (`Horizontal`), the height axis (`Vertical`) or both, exactly: no
 /// resampling. Keras `RandomFlip._flip_inputs`.

@@ -100,7 +100,7 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
         for row in &rows {
             w.serialize(row)?;
         }
-        crate::store::write_atomic(path, &w.into_inner()?)?;
+        crate::base::fs::write_atomic(path, &w.into_inner()?)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -125,9 +125,9 @@ fn run_all(args: &BenchOptions, threads: usize) -> anyhow::Result<Vec<Row>> {
     eprintln!("device: {}", opened.info.describe());
     let dev = opened.device;
     let n = args.batch;
-    let mut rng = crate::rng::stream(0, "bench-images");
+    let mut rng = crate::base::rng::stream(0, "bench-images");
     let images: Vec<f32> = (0..n * args.image_size * args.image_size * 3)
-        .map(|_| crate::rng::uniform_f32(&mut rng, -120.0, 150.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, -120.0, 150.0))
         .collect();
     let labels: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
     let y = Tensor::from_slice(&labels, n, &dev)?;
@@ -193,7 +193,7 @@ fn run_all(args: &BenchOptions, threads: usize) -> anyhow::Result<Vec<Row>> {
     // (c) the head alone, on block-5 features.
     let features = arch.layers[flatten].output[0];
     let feats: Vec<f32> = (0..n * features)
-        .map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 2.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, 0.0, 2.0))
         .collect();
     let feats = Tensor::from_vec(feats, (n, features), &dev)?;
     let mut head = Vec::new();

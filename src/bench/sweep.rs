@@ -26,12 +26,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::base::fs::write_atomic;
 use crate::config::{self, DataSource};
 use crate::dataset::synthetic;
 use crate::model::arch::Architecture;
 use crate::model::weights::LoadedWeights;
 use crate::model::Network;
-use crate::store::{write_atomic, ResultsLayout};
+use crate::store::ResultsLayout;
 use crate::sweep::{self, Progress, SweepOptions};
 
 /// What to run.
@@ -159,7 +160,7 @@ fn compare(
             retry_failed: false,
             image_cache,
             feature_cache,
-            cache_memory: crate::cache::default_memory_budget(),
+            cache_memory: crate::base::memory::default_memory_budget(),
             jobs,
             device: Some(crate::config::DeviceChoice::Cpu),
         };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::dataset::batches::{epoch_order, Split};
 use crate::store::ResultsLayout;
-use crate::{augment, store, sweep};
+use crate::{augment, sweep};
 
 use super::flags::{ExperimentFile, ResultsDir};
 use super::outcome::Outcome;
@@ -65,7 +65,7 @@ pub fn run(args: AugmentPreviewArgs) -> anyhow::Result<Outcome> {
     let grid = augment::preview::grid(&images, columns, 2);
     let mut png = Vec::new();
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    store::write_atomic(&args.output, &png)?;
+    crate::base::fs::write_atomic(&args.output, &png)?;
     println!(
         "{} augmented training images of {} / {variant} (seed {seed}, epoch {}, {} steps) -> {}",
         images.len(),

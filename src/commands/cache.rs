@@ -16,9 +16,9 @@ pub struct CacheArgs {
 
 pub fn run(args: CacheArgs) -> anyhow::Result<Outcome> {
     let dir = ResultsLayout::new(args.results.results).cache_dir();
-    print!("{}", crate::cache::usage_table(&dir));
+    print!("{}", crate::store::caches::usage_table(&dir));
     if args.clear {
-        crate::cache::clear(&dir)?;
+        crate::store::caches::clear(&dir)?;
         println!("deleted {}", dir.display());
     }
     Ok(Outcome::Success)

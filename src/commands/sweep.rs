@@ -89,7 +89,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
         feature_cache: !args.no_cache,
         cache_memory: args
             .cache_memory
-            .unwrap_or_else(crate::cache::default_memory_budget),
+            .unwrap_or_else(crate::base::memory::default_memory_budget),
         jobs: args.jobs as usize,
     };
     let results = match sweep::run(&experiment, &options, &stop) {
@@ -148,5 +148,5 @@ pub fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], ro
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    crate::cache::parse_size(text)
+    crate::base::memory::parse_size(text)
 }

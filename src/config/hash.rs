@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{CellConfig, DataSource, Weights};
+use crate::base::hash::hex;
 
 /// Prefix of the canonical text: the version of the serialization.
 const SCHEMA: &str = "runner-config-v1\n";
@@ -102,14 +103,6 @@ fn relative_to(path: &Path, base: &Path) -> String {
         (false, true) => ".".to_string(),
         (false, false) => joined,
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
@@ -367,14 +360,5 @@ name = "v"
                 "{path}"
             );
         }
-    }
-
-    /// SHA-256 test vector (FIPS 180-2, "abc"), so `hex` is checked against a reference.
-    #[test]
-    fn hex_of_sha256_matches_the_standard_vector() {
-        assert_eq!(
-            hex(&Sha256::digest(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

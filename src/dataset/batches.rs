@@ -1,4 +1,4 @@
-//! A decoded split (pixels from the image cache, `store`), the per-epoch order, and batch
+//! A decoded split (pixels from the image cache, `image_cache`), the per-epoch order, and batch
 //! assembly (augmentation, preprocessing) on a background thread, through a bounded queue, so
 //! that it overlaps with training.
 //!
@@ -11,19 +11,21 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use super::error::DatasetError;
+use super::image_cache::{self, ImageCache, Origin, Pixels, Residency};
+use super::index::Sample;
 use super::index::{index_directory, ClassIndex};
-use super::store::{self, ImageCache, Origin, Pixels, Residency};
-use super::{DatasetError, Image, Sample};
 use crate::augment;
 use crate::config::{AugmentStep, DatasetConfig, Preprocessing};
+use crate::image::Image;
 
 pub use super::order::epoch_order;
 
 /// Batches assembled ahead of the consumer; enough to overlap without holding many in memory.
 const PREFETCH: usize = 2;
 
-/// One split (train or validation): its files, decoded and resized once (see `store` for where
-/// the pixels are kept).
+/// One split (train or validation): its files, decoded and resized once (see `image_cache` for
+/// where the pixels are kept).
 #[derive(Debug, Clone)]
 pub struct Split {
     pub root: PathBuf,
@@ -97,7 +99,7 @@ impl Split {
         Ok(Split::decode_with(index, cfg, None, &ImageCache::memory())?.0)
     }
 
-    /// Decode and resize the files of `index` through `cache` (see `store`): `hashes` are the
+    /// Decode and resize the files of `index` through `cache` (see `image_cache`): `hashes` are the
     /// files' content hashes in index order, without which nothing is cached on disk.
     pub fn decode_with(
         index: ClassIndex,
@@ -105,7 +107,7 @@ impl Split {
         hashes: Option<&[String]>,
         cache: &ImageCache,
     ) -> Result<(Split, DecodeReport), DatasetError> {
-        let decoded = store::decode_split(&index, cfg, hashes, cache)?;
+        let decoded = image_cache::decode_split(&index, cfg, hashes, cache)?;
         // The first skipped file of each class, and how many (a class may lose them all).
         let mut skipped_per_class = vec![(0usize, None); index.class_names.len()];
         for (i, why) in &decoded.skipped {
@@ -294,6 +296,78 @@ pub fn preprocess(mode: Preprocessing, pixels: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// The training and validation splits of one data set, with the same classes.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub train: Split,
+    pub validation: Split,
+}
+
+impl Data {
+    /// Open both splits and check that they hold the same two classes (binary classification).
+    pub fn open(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+    ) -> Result<Data, DatasetError> {
+        Self::open_classes(cfg, train_dir, validation_dir, true)
+    }
+
+    /// Open both splits of a multi-class task (a pretraining stage's): the same two or more classes.
+    pub fn open_multiclass(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+    ) -> Result<Data, DatasetError> {
+        Self::open_classes(cfg, train_dir, validation_dir, false)
+    }
+
+    fn open_classes(
+        cfg: &DatasetConfig,
+        train_dir: &Path,
+        validation_dir: &Path,
+        binary: bool,
+    ) -> Result<Data, DatasetError> {
+        let (train, validation) = Data::index(train_dir, validation_dir, binary)?;
+        Ok(Data {
+            train: Split::decode(train, cfg)?,
+            validation: Split::decode(validation, cfg)?,
+        })
+    }
+
+    /// List both splits and check their classes (the same in both; exactly two when `binary`,
+    /// at least two otherwise), before any time is spent decoding.
+    pub fn index(
+        train_dir: &Path,
+        validation_dir: &Path,
+        binary: bool,
+    ) -> Result<(ClassIndex, ClassIndex), DatasetError> {
+        let train = index_directory(train_dir)?;
+        let validation = index_directory(validation_dir)?;
+        if train.class_names != validation.class_names {
+            return Err(DatasetError::ClassMismatch {
+                train: train.root,
+                validation: validation.root,
+                train_classes: train.class_names,
+                validation_classes: validation.class_names,
+            });
+        }
+        if !binary && train.class_names.len() < 2 {
+            return Err(DatasetError::TooFewClasses {
+                path: train.root,
+                classes: train.class_names,
+            });
+        }
+        if binary && train.class_names.len() != 2 {
+            return Err(DatasetError::NotBinary {
+                path: train.root,
+                classes: train.class_names,
+            });
+        }
+        Ok((train, validation))
     }
 }
 

@@ -14,7 +14,8 @@ use image::DynamicImage;
 
 mod strict;
 
-use super::{DatasetError, Image};
+use super::error::DatasetError;
+use crate::image::Image;
 
 /// Decode the image at `path` to RGB and resize it to `height` x `width`.
 pub fn load_image(path: &Path, height: usize, width: usize) -> Result<Image, DatasetError> {

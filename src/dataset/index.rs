@@ -20,7 +20,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{DatasetError, Sample};
+use super::error::DatasetError;
+
+/// A file of the data set and its class index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub label: u32,
+}
 
 /// Extensions Keras accepts (`ALLOWLIST_FORMATS`), compared case-insensitively.
 pub const IMAGE_EXTENSIONS: [&str; 5] = [".bmp", ".gif", ".jpeg", ".jpg", ".png"];

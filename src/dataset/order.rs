@@ -7,8 +7,8 @@
 
 use rand::Rng;
 
+use crate::base::rng;
 use crate::config::ShuffleMode;
-use crate::rng;
 
 /// The order of the training samples in `epoch` (0-based) for run seed `seed`.
 ///

@@ -28,9 +28,10 @@ use sha2::{Digest, Sha256};
 
 pub use shapes::{coverage, render, Placement, ShapeKind};
 
-use super::DatasetError;
+use super::error::DatasetError;
+use crate::base::hash::hex;
+use crate::base::rng;
 use crate::config::{SyntheticSpec, SyntheticTask};
-use crate::rng;
 
 /// Bump whenever rendering or file layout changes, so that old cached sets are not reused.
 /// (Adding kinds does not change how existing kinds render: the target set keeps its version.)
@@ -148,10 +149,6 @@ fn describe(spec: &SyntheticSpec) -> String {
         spec.size,
         names.join(", ")
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One file to write: split, class and index within the class.

@@ -22,9 +22,9 @@ struct Cell {
 }
 
 fn batch() -> (Vec<f32>, Tensor) {
-    let mut rng = crate::rng::stream(5, "export-test-batch");
+    let mut rng = crate::base::rng::stream(5, "export-test-batch");
     let images = (0..4 * 32 * 32 * 3)
-        .map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, 0.0, 1.0))
         .collect();
     let labels = Tensor::new(&[0f32, 1., 1., 0.], &Device::Cpu).unwrap();
     (images, labels)
@@ -214,7 +214,7 @@ fn export_refuses_a_missing_or_changed_base_naming_the_file() {
     )
     .unwrap();
     other.save_conv_base(&cell.base).unwrap();
-    let changed = weights::sha256_file(&cell.base).unwrap();
+    let changed = weights::file_sha256(&cell.base).unwrap();
     std::fs::remove_file(&out).unwrap();
     let err = export(&cell.dir, &cell.record, false, None, &out)
         .unwrap_err()

@@ -23,23 +23,21 @@
 //! This module reads files and the cache; it never decodes images and never writes anywhere but
 //! the cache file it is given.
 
-mod cache;
 mod diff;
+mod hash_cache;
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use cache::{FileStat, StatCache};
 pub use diff::{
     duplicates_across, label_conflicts, Change, Duplicate, LabelConflict, ManifestDiff,
 };
+pub use hash_cache::{FileStat, StatCache};
 
-use crate::config::hash::hex;
+use crate::base::hash::{hex, sha256_file};
 use crate::dataset::index::{index_directory, ClassIndex};
 use crate::dataset::{DatasetError, Sample, Split};
 
@@ -275,11 +273,11 @@ pub fn manifest_of_samples(
         }
     }
 
-    let hashed_at = cache::now_ns();
+    let hashed_at = hash_cache::now_ns();
     let hashed: Vec<(&Pending, u64, String)> = misses
         .par_iter()
         .map(|p| {
-            let (size, sha256) = sha256_file(&p.sample.path).map_err(io(&p.sample.path))?;
+            let (sha256, size) = sha256_file(&p.sample.path).map_err(io(&p.sample.path))?;
             Ok((*p, size, sha256))
         })
         .collect::<Result<_, FingerprintError>>()?;
@@ -312,23 +310,6 @@ fn relative_path(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// (bytes read, hex SHA-256) of a file, streamed.
-fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hex(&hasher.finalize())))
 }
 
 #[cfg(test)]

@@ -355,7 +355,7 @@ fn entry(path: &str, content: &str, label: &str) -> FileEntry {
     FileEntry {
         path: path.into(),
         size: content.len() as u64,
-        sha256: crate::config::hash::hex(&Sha256::digest(content.as_bytes())),
+        sha256: crate::base::hash::hex(&Sha256::digest(content.as_bytes())),
         label: label.into(),
     }
 }

@@ -95,9 +95,9 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::stream(seed, "dense");
+        let mut rng = crate::base::rng::stream(seed, "dense");
         (0..n)
-            .map(|_| crate::rng::uniform_f32(&mut rng, -1.0, 1.0))
+            .map(|_| crate::base::rng::uniform_f32(&mut rng, -1.0, 1.0))
             .collect()
     }
 

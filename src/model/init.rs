@@ -2,7 +2,7 @@
 //! drawn here, each from its own stream keyed by the run seed and the parameter's name: the values
 //! of one parameter never depend on how many others exist or in which order a map yields them.
 
-use crate::rng::{stream, uniform_f32};
+use crate::base::rng::{stream, uniform_f32};
 
 /// Keras `GlorotUniform`: U[-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)).
 /// For a 3x3 convolution, fan_in = 9 * in_channels and fan_out = 9 * out_channels.

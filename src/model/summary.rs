@@ -6,6 +6,7 @@
 
 use super::arch::{Architecture, LayerKind};
 use super::freeze::trainable_mask;
+use crate::base::format::thousands;
 use crate::config::Experiment;
 
 /// Keras's class name for each kind of layer, as `model.summary()` shows it.
@@ -16,19 +17,6 @@ fn keras_type(kind: LayerKind) -> &'static str {
         LayerKind::Flatten => "Flatten",
         LayerKind::Dense { .. } => "Dense",
     }
-}
-
-/// `1234567` -> `1,234,567`.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Keras's size note: float32 parameters in MB (2^20 bytes), two decimals.
@@ -213,19 +201,5 @@ mod tests {
             "dense (Dense) (None, 256) 2,097,408 trainable"
         );
         assert_eq!(row("dense_1"), "dense_1 (Dense) (None, 1) 257 trainable");
-    }
-
-    #[test]
-    fn thousands_separators() {
-        let cases = [
-            (0, "0"),
-            (999, "999"),
-            (1000, "1,000"),
-            (14_714_688, "14,714,688"),
-            (123_456, "123,456"),
-        ];
-        for (n, s) in cases {
-            assert_eq!(thousands(n), s);
-        }
     }
 }

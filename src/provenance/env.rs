@@ -1,18 +1,14 @@
 //! The machine and software a run used.
 
 use super::{Environment, Kernels};
-
-/// `rustc --version` of the compiler that built the runner (captured by build.rs).
-const RUSTC: &str = env!("RUNNER_RUSTC_VERSION");
-/// The candle-core version in Cargo.lock when the runner was built (captured by build.rs).
-const CANDLE: &str = env!("RUNNER_CANDLE_VERSION");
+use crate::base::build_info;
 
 /// The environment of this process; `device` is the engine device the run uses (e.g. "cpu").
 pub fn environment(device: &str) -> Environment {
     Environment {
-        runner_version: env!("CARGO_PKG_VERSION").to_string(),
-        rustc: RUSTC.to_string(),
-        engine: format!("candle {CANDLE}"),
+        runner_version: build_info::VERSION.to_string(),
+        rustc: build_info::RUSTC.to_string(),
+        engine: build_info::engine(),
         device: device.to_string(),
         cpu: std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -21,9 +17,9 @@ pub fn environment(device: &str) -> Environment {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         os: os(std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()),
         kernels: Some(Kernels {
-            isa: crate::cpu::kernel_isa().to_string(),
-            bitwise_portable: crate::cpu::bitwise_portable(),
-            source_hash: env!("RUNNER_KERNEL_HASH").to_string(),
+            isa: crate::base::cpu::kernel_isa().to_string(),
+            bitwise_portable: crate::base::cpu::bitwise_portable(),
+            source_hash: build_info::KERNEL_HASH.to_string(),
         }),
     }
 }

@@ -1,7 +1,5 @@
 //! Reading the git state of the working tree that contains a path.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use git2::{Delta, DiffOptions, ErrorCode, Patch, Repository};
@@ -9,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::inputs::InputsInTree;
 use super::Provenance;
-use crate::config::hash::hex;
+use crate::base::hash::{hex, sha256_file};
 
 /// Untracked files larger than this are recorded in the diff by path, size and SHA-256 instead
 /// of by content. Hand-written sources, configuration files and notes are far smaller (this
@@ -130,24 +128,6 @@ pub fn code_state(start: &Path) -> Provenance {
 /// `CodeSnapshot::diff`); `diff_sha256` is the SHA-256 of exactly these bytes.
 pub fn diff_text(start: &Path) -> Result<Vec<u8>, ProvenanceError> {
     snapshot(start).map(|s| s.diff)
-}
-
-/// Hex SHA-256 and length of a file, read in blocks so that a file of any size costs a small
-/// buffer, never its size in memory.
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        len += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), len))
 }
 
 fn outside() -> CodeSnapshot {

@@ -31,11 +31,11 @@ use sha2::{Digest, Sha256};
 
 pub use env::environment;
 pub use git::{
-    code_state, diff_text, sha256_file, snapshot, snapshot_excluding, CodeSnapshot,
-    ProvenanceError, LARGE_FILE_BYTES,
+    code_state, diff_text, snapshot, snapshot_excluding, CodeSnapshot, ProvenanceError,
+    LARGE_FILE_BYTES,
 };
 
-use crate::config::hash::hex;
+use crate::base::hash::hex;
 pub use crate::store::record::{Environment, Kernels, Provenance};
 
 /// The code hash outside a git repository.

@@ -110,7 +110,7 @@ fn a_modified_tracked_file_makes_the_tree_dirty_and_is_in_the_diff() {
     // `diff_sha256` is the hash of exactly the stored diff (sha2 here, as sha256sum would).
     assert_eq!(
         s.provenance.diff_sha256.as_deref(),
-        Some(crate::config::hash::hex(&Sha256::digest(&s.diff)).as_str())
+        Some(crate::base::hash::hex(&Sha256::digest(&s.diff)).as_str())
     );
     assert_eq!(diff_text(dir.path()).unwrap(), s.diff);
 
@@ -311,7 +311,7 @@ fn an_untracked_file_over_the_size_cap_is_recorded_by_size_and_hash() {
         ["edge.txt", "scratch/big.bin", "small.txt"]
     );
     let text = String::from_utf8(s.diff.clone()).unwrap();
-    let sha = crate::config::hash::hex(&Sha256::digest(&big));
+    let sha = crate::base::hash::hex(&Sha256::digest(&big));
     assert!(
         text.starts_with("# Untracked files over 262144 bytes, by size and SHA-256"),
         "{}",

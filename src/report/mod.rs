@@ -17,8 +17,8 @@ pub mod stats;
 
 use std::path::{Path, PathBuf};
 
+use crate::base::fs::write_atomic;
 use crate::config;
-use crate::store::write_atomic;
 
 pub use analysis::{Analysis, Metric};
 pub use load::{Declared, ExperimentResults};

@@ -5,7 +5,7 @@
 //! compares its metrics and checkpoint bytes with the stored stage before the cell trains.
 
 use crate::config::Experiment;
-use crate::model::weights::sha256_file;
+use crate::model::weights::file_sha256;
 use crate::store::record::StageUse;
 use crate::store::{read_metrics, ResultsLayout};
 use crate::sweep::prepare::{image_cache, CodeState};
@@ -32,7 +32,7 @@ pub(super) fn check(
 ) -> anyhow::Result<StageCheck> {
     let stage = &used.stage;
     let options = super::options(results.clone(), Progress::Quiet, false);
-    let budget = std::sync::Arc::new(crate::cache::MemoryBudget::new(options.cache_memory));
+    let budget = std::sync::Arc::new(crate::base::memory::MemoryBudget::new(options.cache_memory));
     let images = image_cache(&options, budget);
     let located = stage::locate(experiment, stage, code, &images, &options)?;
     let short = |s: &str| s[..12.min(s.len())].to_string();
@@ -88,7 +88,7 @@ pub(super) fn check(
             used.checkpoint_sha256
         )]));
     }
-    let actual = sha256_file(&checkpoint)?;
+    let actual = file_sha256(&checkpoint)?;
     if actual != used.checkpoint_sha256 {
         return Ok(StageCheck::Changed(vec![format!(
             "the {} stage checkpoint {} changed: SHA-256 {actual} now, {} when the run used it",

@@ -6,15 +6,16 @@
 //! or was interrupted stays in `.partial/`, so an earlier finished result is never replaced by an
 //! unfinished one.
 
-pub mod lock;
+pub mod caches;
+pub mod lock_status;
 pub mod record;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::base::fs::write_atomic;
 use crate::config::Cell;
 use crate::train::EpochMetrics;
 pub use record::{RunRecord, Status};
@@ -91,48 +92,10 @@ pub fn lock_path(final_dir: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Read a cell's run.json, if there is a readable one.
 pub fn read_record(dir: &Path) -> Option<RunRecord> {
     let bytes = fs::read(dir.join("run.json")).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomic_with(path, |tmp| fs::File::create(tmp)?.write_all(bytes))
-}
-
-/// Have `write` create a temporary file in `path`'s directory, then move it to `path`: for
-/// writers that take a path rather than bytes (safetensors). Readers see the old file or the
-/// whole new one, never a part; the temporary file is removed if anything fails.
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        write(&tmp)?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `metrics.csv`: header `epoch,train_loss,train_acc,val_loss,val_acc,seconds`, one row per epoch.
@@ -259,7 +222,7 @@ impl CellWriter {
     pub fn finish(mut self, status: Status, message: Option<String>) -> anyhow::Result<PathBuf> {
         self.record.status = status;
         self.record.message = message;
-        self.record.finished_at = Some(record::now());
+        self.record.finished_at = Some(crate::base::clock::now());
         self.write_record()?;
         if !matches!(status, Status::Done | Status::Diverged) {
             return Ok(self.work_dir);

@@ -1,7 +1,6 @@
 //! `run.json`: what was run, how it ended, and everything needed to understand the result.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -217,11 +216,6 @@ pub struct FeatureCacheRecord {
     pub prefix_layer: Option<String>,
 }
 
-/// The current time as RFC 3339 UTC, seconds precision.
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
 impl RunRecord {
     #[cfg(test)]
     pub fn test_record() -> Self {
@@ -243,7 +237,7 @@ impl RunRecord {
             engine: "candle".into(),
             device: "cpu".into(),
             device_info: None,
-            started_at: now(),
+            started_at: crate::base::clock::now(),
             finished_at: None,
             epochs_completed: 0,
             last: None,

@@ -8,18 +8,16 @@ use std::time::Instant;
 use super::prepare::{architecture, data_key, run_key, weights_key, Inputs};
 use super::progress::{self, Progress};
 use super::{CellResult, SweepOptions};
+use crate::base::fs::{write_atomic, write_atomic_with};
+use crate::base::lock::CellLock;
 use crate::config::{Cell, Experiment, Variant};
 use crate::dataset::batches::Split;
 use crate::model::weights::trained::{self, BEST_TRAINED_FILE, TRAINED_FILE};
 use crate::model::{freeze, Network, OpenDevice};
-use crate::store::lock::CellLock;
 use crate::store::record::{
     Environment, ParameterCounts, SkippedFile, SplitRecord, StageUse, WeightsRecord,
 };
-use crate::store::{
-    lock_path, partial_dir, read_record, write_atomic, write_atomic_with, CellWriter, RunRecord,
-    Status,
-};
+use crate::store::{lock_path, partial_dir, read_record, CellWriter, RunRecord, Status};
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer, Running};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -195,7 +193,7 @@ pub fn run_cell(
         engine: inputs.code.environment.engine.clone(),
         device: device.info.kind.clone(),
         device_info: Some(device.info.clone()),
-        started_at: crate::store::record::now(),
+        started_at: crate::base::clock::now(),
         finished_at: None,
         epochs_completed: 0,
         last: None,

@@ -37,7 +37,7 @@ pub struct SweepOptions {
     pub retry_failed: bool,
     /// `--device`: overrides the experiment file's `device`.
     pub device: Option<crate::config::DeviceChoice>,
-    /// Reuse decoded images (`dataset::store`). Off (`--no-cache`), every image is decoded
+    /// Reuse decoded images (`dataset::image_cache`). Off (`--no-cache`), every image is decoded
     /// again each time it is used, as in the notebook.
     pub image_cache: bool,
     /// Where the input is deterministic, train and validate from cached frozen-prefix outputs

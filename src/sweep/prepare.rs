@@ -9,14 +9,16 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 use super::SweepOptions;
-use crate::cache::MemoryBudget;
+use crate::base::fs::write_atomic;
+use crate::base::hash::sha256_hex;
+use crate::base::memory::MemoryBudget;
 use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment, Weights};
 use crate::dataset::{synthetic, ClassIndex, Data, ImageCache, Residency, Split};
 use crate::fingerprint::Manifest;
 use crate::model::arch::Architecture;
 use crate::model::weights::{self, LoadedWeights};
 use crate::store::record::{Environment, KeyComponents, Provenance};
-use crate::store::{sha256_hex, write_atomic, ResultsLayout, CODE_DIFF};
+use crate::store::{ResultsLayout, CODE_DIFF};
 use crate::train::features::FeatureCache;
 use crate::{fingerprint, provenance};
 
@@ -61,7 +63,7 @@ impl CodeState {
             return Ok(());
         }
         let path = results.code_diff(&self.dir_name);
-        if !provenance::sha256_file(&path).is_ok_and(|(hash, _)| &hash == sha256) {
+        if !crate::base::hash::sha256_file(&path).is_ok_and(|(hash, _)| &hash == sha256) {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -285,8 +287,8 @@ pub fn open_data(
         let place = match (split.residency(), split.cache_file()) {
             (Residency::Mapped, Some(file)) => {
                 let verb = match report.origin {
-                    crate::dataset::store::Origin::Cached => "reused from",
-                    crate::dataset::store::Origin::Decoded => "decoded into",
+                    crate::dataset::image_cache::Origin::Cached => "reused from",
+                    crate::dataset::image_cache::Origin::Decoded => "decoded into",
                 };
                 let stem = file.file_stem().unwrap_or_default().to_string_lossy();
                 let key = stem.get(..12).unwrap_or(&stem);

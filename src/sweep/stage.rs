@@ -23,13 +23,14 @@ use serde::{Deserialize, Serialize};
 
 use super::prepare::{open_data, CodeState, PreparedData};
 use super::SweepOptions;
+use crate::base::hash::sha256_hex;
+use crate::base::lock::CellLock;
 use crate::config::{Experiment, Stage};
 use crate::dataset::ImageCache;
-use crate::model::weights::sha256_file;
+use crate::model::weights::file_sha256;
 use crate::model::OpenDevice;
-use crate::store::lock::CellLock;
 use crate::store::record::{Environment, Provenance, SplitRecord};
-use crate::store::{lock_path, sha256_hex, ResultsLayout};
+use crate::store::{lock_path, ResultsLayout};
 use crate::train::EpochMetrics;
 
 const RECORD: &str = "stage.json";
@@ -294,7 +295,7 @@ pub fn finished(dir: &Path, key: &str) -> anyhow::Result<Option<StageOutcome>> {
     let record: StageRecord = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: unreadable stage record", dir.join(RECORD).display()))?;
     let checkpoint = dir.join(CHECKPOINT);
-    let actual = sha256_file(&checkpoint)?;
+    let actual = file_sha256(&checkpoint)?;
     if record.stage_key != key || actual != record.checkpoint_sha256 {
         bail!(
             "{}: the stage checkpoint does not match its record (SHA-256 {actual}, recorded {}); \

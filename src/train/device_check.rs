@@ -113,9 +113,9 @@ pub fn compare(device: &Device, shape: CheckShape) -> Result<Vec<Difference>> {
     let (cpu, other) = (build(&Device::Cpu)?, build(device)?);
 
     let n = shape.batch;
-    let mut rng = crate::rng::stream(11, "device-check");
+    let mut rng = crate::base::rng::stream(11, "device-check");
     let images: Vec<f32> = (0..n * shape.image_size * shape.image_size * 3)
-        .map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, 0.0, 1.0))
         .collect();
     let labels: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
 

@@ -24,8 +24,9 @@ use std::time::Instant;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{kernel_identity, MemoryBudget};
-use crate::config::hash::hex;
+use crate::base::build_info::kernel_identity;
+use crate::base::hash::hex;
+use crate::base::memory::MemoryBudget;
 use crate::config::DatasetConfig;
 use crate::dataset::batches::{EpochPlan, Split};
 use crate::model::Network;
@@ -119,10 +120,10 @@ pub struct PrefixKey {
 
 /// The key of `network`'s frozen prefix (None when the first layer trains).
 ///
-/// The key includes `cache::kernel_identity` (the hash of the sources that decode images and run
-/// the layers, the engine, the CPU's vector instructions), so a change to the layers'
-/// implementation never reuses features computed by other code, while a commit that touches
-/// only, say, the report keeps them.
+/// The key includes `base::build_info::kernel_identity` (the hash of the sources that decode
+/// images and run the layers, the engine, the CPU's vector instructions), so a change to the
+/// layers' implementation never reuses features computed by other code, while a commit that
+/// touches only, say, the report keeps them.
 pub fn prefix_key(network: &Network, dataset: &DatasetConfig) -> anyhow::Result<Option<PrefixKey>> {
     let end = network.frozen_prefix_len();
     if end == 0 {
@@ -396,7 +397,7 @@ type TempWriter = (std::io::BufWriter<File>, PathBuf, PathBuf);
 fn open_temp(path: &Path) -> anyhow::Result<TempWriter> {
     let dir = path.parent().expect("cache files live in a key directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::cache::remove_orphans(dir, temp_writer_pid);
+    crate::base::fs::remove_orphans(dir, temp_writer_pid);
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
@@ -446,7 +447,7 @@ mod tests {
         // Writing in a key directory removes what a killed writer left there.
         let dead = path.with_extension("tmp-4000000000-3");
         std::fs::write(&dead, b"partial").unwrap();
-        let long_ago = std::time::SystemTime::now() - crate::cache::ORPHAN_IDLE * 2;
+        let long_ago = std::time::SystemTime::now() - crate::base::fs::ORPHAN_IDLE * 2;
         let file = File::options().write(true).open(&dead).unwrap();
         file.set_modified(long_ago).unwrap();
         drop(file);

@@ -294,13 +294,13 @@ mod tests {
     use candle_core::Tensor;
 
     fn split(n: usize) -> Split {
-        let mut rng = crate::rng::stream(5, "test-images");
+        let mut rng = crate::base::rng::stream(5, "test-images");
         let images: Vec<Image> = (0..n)
             .map(|_| {
                 let mut img = Image::new(32, 32);
                 img.data
                     .iter_mut()
-                    .for_each(|v| *v = crate::rng::uniform_f32(&mut rng, 0.0, 255.0));
+                    .for_each(|v| *v = crate::base::rng::uniform_f32(&mut rng, 0.0, 255.0));
                 img
             })
             .collect();

@@ -234,9 +234,9 @@ mod tests {
     #[test]
     fn softmax_cross_entropy_gradient_matches_finite_differences() {
         let (batch, classes) = (3, 4);
-        let mut rng = crate::rng::stream(11, "softmax-fd");
+        let mut rng = crate::base::rng::stream(11, "softmax-fd");
         let z: Vec<f32> = (0..batch * classes)
-            .map(|_| crate::rng::uniform_f32(&mut rng, -3.0, 3.0))
+            .map(|_| crate::base::rng::uniform_f32(&mut rng, -3.0, 3.0))
             .collect();
         let y = [2.0f32, 0.0, 3.0];
         let dev = Device::Cpu;

@@ -2,7 +2,7 @@
 //! large untracked files by hash, one stored diff per code state.
 
 use git2::{Repository, RepositoryInitOptions, Signature};
-use runner::store::sha256_hex;
+use runner::base::hash::sha256_hex;
 
 use super::errors::{directory_experiment, image_folders};
 use super::*;

@@ -217,7 +217,7 @@ pub fn render(kind: ShapeKind, size: u32, rng: &mut impl Rng) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng;
+    use crate::base::rng;
 
     /// Total coverage of a shape placed well inside a 200x200 grid, in units of π r².
     fn relative_area(kind: ShapeKind, angle: f32) -> f32 {

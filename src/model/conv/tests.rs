@@ -6,9 +6,9 @@ use crate::model::layers::conv3x3_relu_candle;
 use candle_core::{Device, Var};
 
 fn random(n: usize, seed: u64, what: &str, lo: f32, hi: f32) -> Vec<f32> {
-    let mut rng = crate::rng::stream(seed, what);
+    let mut rng = crate::base::rng::stream(seed, what);
     (0..n)
-        .map(|_| crate::rng::uniform_f32(&mut rng, lo, hi))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, lo, hi))
         .collect()
 }
 

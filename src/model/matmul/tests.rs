@@ -4,9 +4,9 @@
 use super::*;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = crate::rng::stream(seed, "matmul");
+    let mut rng = crate::base::rng::stream(seed, "matmul");
     (0..n)
-        .map(|_| crate::rng::uniform_f32(&mut rng, -1.0, 1.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, -1.0, 1.0))
         .collect()
 }
 

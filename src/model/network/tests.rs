@@ -23,9 +23,9 @@ fn trainable_from(arch: &Architecture, name: &str) -> Vec<bool> {
 }
 
 fn batch(n: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = crate::rng::stream(99, "test-batch");
+    let mut rng = crate::base::rng::stream(99, "test-batch");
     let images = (0..n * 32 * 32 * 3)
-        .map(|_| crate::rng::uniform_f32(&mut rng, 0.0, 1.0))
+        .map(|_| crate::base::rng::uniform_f32(&mut rng, 0.0, 1.0))
         .collect();
     let labels = (0..n).map(|i| (i % 2) as f32).collect();
     (images, labels)

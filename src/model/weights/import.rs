@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use super::{parameter_shapes, read_any, select, sha256_file, WeightsError, WeightsFormat};
+use super::{file_sha256, parameter_shapes, read_any, select, WeightsError, WeightsFormat};
 use crate::config::Weights;
 use crate::model::arch::Architecture;
 
@@ -86,6 +86,6 @@ pub fn import(input: &Path, output: &Path) -> Result<Imported, WeightsError> {
         format,
         channels,
         tensors: tensors.len(),
-        sha256: sha256_file(output)?,
+        sha256: file_sha256(output)?,
     })
 }

@@ -28,6 +28,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::arch::{Architecture, LayerKind};
+use crate::base::hash::hex;
 use crate::config::Weights;
 
 pub use fetch::{fetch, DownloadProgress};
@@ -441,9 +442,15 @@ pub fn hash_file(path: &Path) -> Result<FileHashes, WeightsError> {
     Ok(hashes.finish())
 }
 
-/// Hex SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String, WeightsError> {
-    Ok(hash_file(path)?.sha256)
+/// Hex SHA-256 of a file, streamed (`base::hash::sha256_file`), its error naming the file as a
+/// weights file.
+pub fn file_sha256(path: &Path) -> Result<String, WeightsError> {
+    crate::base::hash::sha256_file(path)
+        .map(|(digest, _)| digest)
+        .map_err(|source| WeightsError::Io {
+            path: path.into(),
+            source,
+        })
 }
 
 /// Incremental SHA-256 + MD5, for hashing while downloading.
@@ -460,7 +467,6 @@ impl Hashes {
     }
 
     pub(crate) fn finish(self) -> FileHashes {
-        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
         FileHashes {
             sha256: hex(&self.sha256.finalize()),
             md5: hex(&self.md5.finalize()),

@@ -93,7 +93,7 @@ fn every_format_gives_keras_conv_base_output() {
         };
         let loaded = load(&weights, &arch(), &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.format, Some(format), "{file}");
-        assert_eq!(loaded.sha256, Some(sha256_file(&path).unwrap()));
+        assert_eq!(loaded.sha256, Some(file_sha256(&path).unwrap()));
         // The conv base only: classifier / timm head tensors are not taken.
         assert_eq!(loaded.tensors.len(), 26, "{file}");
         assert_close(&conv_base_output(&loaded), &expected, file);

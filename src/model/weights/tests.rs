@@ -213,7 +213,7 @@ fn a_file_with_the_wrong_sha256_is_refused_and_the_right_one_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let shapes = small_conv_base();
     let path = write_safetensors(dir.path(), "w.safetensors", &refs(&shapes));
-    let actual = sha256_file(&path).unwrap();
+    let actual = file_sha256(&path).unwrap();
     let wrong = Weights::File {
         path: path.clone(),
         sha256: Some("0".repeat(64)),

@@ -2,6 +2,7 @@
 //!
 //! Text uses backticks for code (commands, paths, hashes); each format renders them its own way.
 
+use crate::base::format::thousands;
 use crate::report::analysis::{format_p, Analysis, Metric};
 use crate::report::compare::{Against, Change};
 use crate::report::format::{short, summary_cell, NA};
@@ -31,19 +32,6 @@ pub enum Block {
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
-}
-
-/// 10000 -> 10,000.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn epochs(n: usize) -> String {

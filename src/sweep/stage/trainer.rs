@@ -12,11 +12,12 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use super::{Located, StageInterrupted, StageOutcome, StageRecord, CHECKPOINT, RECORD};
+use crate::base::fs::write_atomic;
 use crate::config::Stage;
 use crate::model::arch::Architecture;
-use crate::model::weights::{sha256_file, LoadedWeights};
+use crate::model::weights::{file_sha256, LoadedWeights};
 use crate::model::{Network, OpenDevice};
-use crate::store::{metrics_csv, partial_dir, read_metrics, write_atomic};
+use crate::store::{metrics_csv, partial_dir, read_metrics};
 use crate::sweep::prepare::CodeState;
 use crate::sweep::progress::{self, Progress};
 use crate::sweep::SweepOptions;
@@ -53,7 +54,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         prepared,
     } = located;
     let started = Instant::now();
-    let started_at = crate::store::record::now();
+    let started_at = crate::base::clock::now();
     let cfg = &stage.config;
     let data = &prepared.data;
     let classes = data.train.class_names.clone();
@@ -133,7 +134,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
     }
 
     network.save_safetensors(&partial.join(CHECKPOINT))?;
-    let checkpoint_sha256 = sha256_file(&partial.join(CHECKPOINT))?;
+    let checkpoint_sha256 = file_sha256(&partial.join(CHECKPOINT))?;
     write_atomic(&partial.join(METRICS), &metrics_csv(&observer.metrics)?)?;
     let record = StageRecord {
         name: stage.name.clone(),
@@ -149,7 +150,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         metrics: observer.metrics.clone(),
         checkpoint_sha256: checkpoint_sha256.clone(),
         started_at,
-        finished_at: crate::store::record::now(),
+        finished_at: crate::base::clock::now(),
         seconds: started.elapsed().as_secs_f64(),
         stage: stage.clone(),
     };

@@ -1,8 +1,8 @@
 use super::*;
-use crate::store::Status;
+use crate::base::process::{process_alive, Process};
 
 /// A machine elsewhere, sharing the results directory: its pids cannot be checked from here.
-pub(super) fn host(name: &str, pid: u32) -> Machine {
+pub(crate) fn host(name: &str, pid: u32) -> Machine {
     Machine {
         host: name.into(),
         boot_id: None,
@@ -12,7 +12,7 @@ pub(super) fn host(name: &str, pid: u32) -> Machine {
     }
 }
 
-pub(super) fn settings(heartbeat_ms: u64, stale_ms: u64) -> Settings {
+pub(crate) fn settings(heartbeat_ms: u64, stale_ms: u64) -> Settings {
     Settings {
         heartbeat: Duration::from_millis(heartbeat_ms),
         stale_after: Duration::from_millis(stale_ms),
@@ -20,12 +20,12 @@ pub(super) fn settings(heartbeat_ms: u64, stale_ms: u64) -> Settings {
 }
 
 /// Write a lock file as another process would have, with its last heartbeat `age` ago.
-pub(super) fn plant(path: &Path, holder: &Holder, age: Duration) {
+pub(crate) fn plant(path: &Path, holder: &Holder, age: Duration) {
     fs::write(path, serde_json::to_vec(holder).unwrap()).unwrap();
     age_file(path, age);
 }
 
-fn age_file(path: &Path, age: Duration) {
+pub(crate) fn age_file(path: &Path, age: Duration) {
     File::options()
         .write(true)
         .open(path)
@@ -34,7 +34,7 @@ fn age_file(path: &Path, age: Duration) {
         .unwrap();
 }
 
-pub(super) fn no_env(_: &str) -> Option<String> {
+pub(crate) fn no_env(_: &str) -> Option<String> {
     None
 }
 
@@ -319,41 +319,4 @@ fn without_hard_links_the_lock_is_still_created_exclusively() {
         .is_none());
     assert_eq!(fs::read(&path).unwrap(), b"first");
     assert!(!tmp.exists());
-}
-
-#[test]
-fn status_shows_a_running_cell_with_a_stale_or_missing_lock_as_stale() {
-    let dir = tempfile::tempdir().unwrap();
-    let cell = dir.path().join("seed-0.partial");
-    let path = dir.path().join("seed-0.lock");
-    let s = settings(30_000, 300_000);
-    let (shown, line) = shown_status(&cell, Status::Running, &s);
-    assert_eq!(shown, "stale");
-    assert!(line.unwrap().starts_with("no sweep holds its lock"));
-    plant(
-        &path,
-        &host("node-b", 2).holder(no_env),
-        Duration::from_secs(3),
-    );
-    let (shown, line) = shown_status(&cell, Status::Running, &s);
-    assert_eq!(
-        (shown.as_str(), line.as_deref()),
-        (
-            "running",
-            Some("held by pid 2 on node-b, last heartbeat 3s ago")
-        )
-    );
-    age_file(&path, Duration::from_secs(400));
-    let (shown, line) = shown_status(&cell, Status::Running, &s);
-    assert_eq!(
-        (shown.as_str(), line.as_deref()),
-        (
-            "stale",
-            Some(
-                "stale lock: pid 2 on node-b, last heartbeat 6m 40s ago; no heartbeat for \
-                 6m 40s (stale after 5m); the next sweep takes it over"
-            )
-        )
-    );
-    assert_eq!(shown_status(&cell, Status::Done, &s), ("done".into(), None));
 }

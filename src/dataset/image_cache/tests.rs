@@ -4,11 +4,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
+use sha2::{Digest, Sha256};
 
+use super::disk::temp_writer_pid;
 use super::*;
-use crate::config::{DataSource, Preprocessing, ShuffleMode};
+use crate::base::hash::hex;
+use crate::base::memory::MemoryBudget;
+use crate::config::{DataSource, DatasetConfig, OnBadImage, Preprocessing, ShuffleMode};
 use crate::dataset::batches::{DecodeReport, EpochPlan, Split};
-use crate::dataset::index::index_directory;
+use crate::dataset::index::{index_directory, ClassIndex};
+use crate::dataset::DatasetError;
 
 fn config(on_bad_image: OnBadImage) -> DatasetConfig {
     DatasetConfig {
@@ -324,7 +329,7 @@ fn temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
         .join(format!(".abc.pixels.{}-7.tmp", std::process::id()));
     let other = cache_dir.path().join("notes.tmp");
     let recent = cache_dir.path().join(".def.pixels.4000000001-0.tmp");
-    let long_ago = std::time::SystemTime::now() - crate::cache::ORPHAN_IDLE * 2;
+    let long_ago = std::time::SystemTime::now() - crate::base::fs::ORPHAN_IDLE * 2;
     for f in [&dead, &mine, &other, &recent] {
         fs::write(f, b"partial").unwrap();
         if f != &recent {

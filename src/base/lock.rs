@@ -32,10 +32,10 @@ mod holder;
 mod race_tests;
 mod status;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -43,10 +43,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use holder::{judge, probe, Machine, Process, Verdict};
+use super::hash::sha256_hex;
+use super::process::probe;
+use holder::{judge, observe, Machine, Verdict};
 pub use holder::{Content, Holder, Observed, Settings, HEARTBEAT_ENV, STALE_ENV};
 
-pub use status::{inspect, shown_status, LockState};
+pub use status::{inspect, LockState};
 
 /// How many times `acquire` goes round (link, read, take over) before giving up. Each round
 /// either wins, finds a live holder, or removes one stale lock; only locks appearing and
@@ -102,7 +104,7 @@ impl CellLock {
         }
         let mut content = serde_json::to_vec_pretty(holder)?;
         content.push(b'\n');
-        let id = crate::store::sha256_hex(&content)[..16].to_string();
+        let id = sha256_hex(&content)[..16].to_string();
         let context = || format!("lock {}", path.display());
         let file = match take(path, &content, &id, here, settings).with_context(context)? {
             Ok(file) => file,
@@ -356,20 +358,6 @@ fn link_count(_: &File) -> Option<u64> {
     None
 }
 
-/// The lock at `path` as it is now; `None` when there is none. Content and modification time
-/// come from one open file (on NFS, opening revalidates the cached attributes).
-fn observe(path: &Path) -> io::Result<Option<Observed>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let modified = file.metadata()?.modified()?;
-    Ok(Some(Observed::new(&bytes, modified)))
-}
-
 /// `.<lock file name>.<suffix>` beside the lock: hidden, and on the same file system (a hard
 /// link cannot cross file systems).
 fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -413,9 +401,4 @@ impl Heartbeat {
             let _ = thread.join();
         }
     }
-}
-
-/// Whether a process with this id runs on this machine (zombies do not).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    probe(pid) != Process::Gone
 }

@@ -1,5 +1,5 @@
-//! The stat cache: a file's SHA-256 remembered by its metadata, so that an unchanged data set is
-//! fingerprinted by reading metadata only.
+//! The hash cache (a stat cache): a file's SHA-256 remembered by its metadata, so that an
+//! unchanged data set is fingerprinted by reading metadata only.
 //!
 //! An entry is reused only when the file's size, modification time (ns) and, on Unix, inode and
 //! status-change time (ctime, which no tool can set back) are exactly those recorded. As in git's
@@ -140,7 +140,7 @@ impl StatCache {
             files: self.files.clone(),
         })
         .map_err(|e| err(e.to_string()))?;
-        crate::store::write_atomic(file, &bytes).map_err(|e| err(e.root_cause().to_string()))?;
+        crate::base::fs::write_atomic(file, &bytes).map_err(|e| err(e.root_cause().to_string()))?;
         self.changed = false;
         Ok(())
     }

@@ -1,13 +1,18 @@
 //! Who holds a lock, and whether that holder is still alive: the content of a lock file, the
 //! identity of this machine and process, the heartbeat settings, and the judgement that decides
-//! between "held" and "stale". Nothing here writes a file.
+//! between "held" and "stale". Nothing here writes a file; `observe` reads one.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+use crate::base::hash::sha256_hex;
+use crate::base::process::{probe, Process};
 
 /// Seconds between two heartbeats of a held lock (default 30).
 pub const HEARTBEAT_ENV: &str = "RUNNER_LOCK_HEARTBEAT_SECS";
@@ -176,8 +181,8 @@ impl Machine {
             slurm_job_id: env("SLURM_JOB_ID"),
             slurm_array_job_id: env("SLURM_ARRAY_JOB_ID"),
             slurm_array_task_id: env("SLURM_ARRAY_TASK_ID"),
-            acquired_at: crate::store::record::now(),
-            token: crate::store::sha256_hex(seed.as_bytes())[..16].to_string(),
+            acquired_at: crate::base::clock::now(),
+            token: sha256_hex(seed.as_bytes())[..16].to_string(),
         }
     }
 }
@@ -248,7 +253,7 @@ impl Observed {
             heartbeat_age: SystemTime::now()
                 .duration_since(modified)
                 .unwrap_or(Duration::ZERO),
-            id: crate::store::sha256_hex(bytes)[..16].to_string(),
+            id: sha256_hex(bytes)[..16].to_string(),
         }
     }
 
@@ -262,41 +267,18 @@ impl Observed {
     }
 }
 
-/// A process as seen in /proc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Process {
-    Gone,
-    /// Running; its start time when it could be read.
-    Running {
-        start_time: Option<u64>,
-    },
-}
-
-/// Look up a process of this machine. Zombies (killed, not yet reaped) count as gone. Outside
-/// Linux, or when /proc cannot be read, the process is assumed to run: a lock is then kept
-/// rather than taken from a live holder.
-pub fn probe(pid: u32) -> Process {
-    if !cfg!(target_os = "linux") {
-        return Process::Running { start_time: None };
-    }
-    let text = match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
-    {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Process::Gone,
-        Err(_) => return Process::Running { start_time: None },
+/// The lock at `path` as it is now; `None` when there is none. Content and modification time
+/// come from one open file (on NFS, opening revalidates the cached attributes).
+pub(super) fn observe(path: &Path) -> std::io::Result<Option<Observed>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     };
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last
-    // ')'; the state is field 3 and the start time field 22.
-    let fields: Vec<&str> = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    if matches!(fields.first(), Some(&"Z") | Some(&"X") | Some(&"x")) {
-        return Process::Gone;
-    }
-    Process::Running {
-        start_time: fields.get(19).and_then(|s| s.parse().ok()),
-    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let modified = file.metadata()?.modified()?;
+    Ok(Some(Observed::new(&bytes, modified)))
 }
 
 /// The verdict on a lock found in place.

@@ -137,7 +137,7 @@ fn processes_racing_for_a_lock_exactly_one_wins() {
             .map(|_| {
                 std::process::Command::new(&exe)
                     .args([
-                        "store::lock::race_tests::race_child",
+                        "base::lock::race_tests::race_child",
                         "--exact",
                         "--test-threads=1",
                     ])
