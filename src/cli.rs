@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, DeviceChoice, Experiment};
+use crate::config::{DeviceChoice, Experiment};
 use crate::dataset::batches::{epoch_order, Split};
 use crate::model::arch::Architecture;
 use crate::model::freeze;
@@ -422,10 +422,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             results,
         } => {
             let name = match experiment {
-                Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
+                Some(e) if Path::new(&e).is_file() => Some(crate::plan::load(Path::new(&e))?.name),
                 other => other,
             };
-            let here = sweep::prepare::code_state_excluding(
+            let here = crate::provenance::CodeState::read_excluding(
                 Path::new("."),
                 std::slice::from_ref(&results),
             )?
@@ -442,7 +442,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             results,
         } => {
-            let experiment = config::load(&experiment)?;
+            let experiment = crate::plan::load(&experiment)?;
             print!(
                 "{}",
                 reproduce::why(&experiment, &variant, seed, &ResultsLayout::new(results))?
@@ -544,10 +544,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             variant,
         } => {
             let experiment = load_experiment(experiment.as_deref())?;
-            print!(
-                "{}",
-                crate::model::summary::for_experiment(&experiment, variant.as_deref())?
-            );
+            print!("{}", crate::plan::summary(&experiment, variant.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Weights(command) => crate::model::weights::cli::run(command),
@@ -617,8 +614,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 fn load_experiment(path: Option<&Path>) -> anyhow::Result<Experiment> {
     Ok(match path {
-        Some(p) => config::load(p)?,
-        None => config::parse(DEMO_TOML, Path::new("experiments/demo.toml"))
+        Some(p) => crate::plan::load(p)?,
+        None => crate::plan::parse(DEMO_TOML, Path::new("experiments/demo.toml"))
             .context("the embedded demo experiment")?,
     })
 }

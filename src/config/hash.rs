@@ -115,7 +115,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::plan::parse;
 
     /// A complete experiment with one variant; `{}` placeholders are filled by the tests.
     const BASE: &str = r#"

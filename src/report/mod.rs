@@ -95,8 +95,8 @@ pub struct CompareArgs {
 /// and seeds.
 fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Plan>)> {
     let experiment = match arg {
-        None => config::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?,
-        Some(a) if Path::new(a).is_file() => config::load(Path::new(a))?,
+        None => crate::plan::parse(crate::cli::DEMO_TOML, Path::new("experiments/demo.toml"))?,
+        Some(a) if Path::new(a).is_file() => crate::plan::load(Path::new(a))?,
         Some(a) if a.ends_with(".toml") => {
             anyhow::bail!("experiment file {a} does not exist (give an experiment file or an experiment name)")
         }
@@ -121,7 +121,7 @@ fn plan_from_records(dir: &Path, name: &str) -> Option<Plan> {
         .cells
         .iter()
         .find_map(|c| c.record.experiment_file.clone())?;
-    let experiment = config::load(&file).ok()?;
+    let experiment = crate::plan::load(&file).ok()?;
     (experiment.name == name).then(|| plan_of(&experiment))
 }
 
