@@ -9,7 +9,7 @@
 mod cell;
 mod feature_cache;
 pub mod files;
-pub mod inputs;
+mod inputs;
 pub mod progress;
 mod schedule;
 pub mod stage;
