@@ -100,7 +100,7 @@ pub fn rebuild(
         );
     }
     let cfg = &record.config;
-    let arch = crate::sweep::prepare::architecture(cfg)?;
+    let arch = crate::plan::architecture(cfg)?;
     let mask = freeze::trainable_mask(&cfg.training.freeze, &arch).map_err(anyhow::Error::msg)?;
     let has_frozen = arch
         .layers

@@ -1,6 +1,7 @@
 //! `runner`: declarative, reproducible transfer-learning experiments.
 //!
-//! The pipeline, one module per stage: `config` (experiment file -> validated plan) ->
+//! The pipeline, one module per stage: `config` (experiment file -> typed configuration) ->
+//! `plan` (resolved and checked: every cell's architecture, trainable layers and keys) ->
 //! `dataset` (+ `augment`) -> `model` (the engine seam: network, weights, freeze masks) ->
 //! `train` (optimizers, loss, epoch loop) -> `store` (results on disk) -> `sweep` (the matrix).
 
@@ -15,6 +16,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod image;
 pub mod model;
+pub mod plan;
 pub mod provenance;
 pub mod report;
 pub mod reproduce;

@@ -100,7 +100,8 @@ pub fn run_sweep_benchmarks(opts: &SweepBenchOptions) -> anyhow::Result<Vec<Row>
     let plain = ["feature_extraction".to_string(), "fine_tuning".to_string()];
     rows.extend(compare("lecture-noaug", &lecture, &plain, opts)?);
     if opts.demo {
-        let demo = config::parse(config::DEMO_TOML, Path::new("experiments/demo.toml"))?;
+        let demo =
+            crate::plan::parse(crate::config::DEMO_TOML, Path::new("experiments/demo.toml"))?;
         rows.extend(compare("demo", &demo, &[], opts)?);
     }
     Ok(rows)
@@ -306,7 +307,7 @@ training.trainable_from = "block5_conv1"
         r#"weights = { file = "conv-base.safetensors" }"#,
         r#"weights = "none""#,
     );
-    let draft = config::parse(&random, &file)?;
+    let draft = crate::plan::parse(&random, &file)?;
     let model = &draft.variants[0].config.model;
     let arch = Architecture::build(model, size as usize, size as usize)?;
     let n = arch.layers.len();
@@ -320,7 +321,7 @@ training.trainable_from = "block5_conv1"
     )?;
     net.save_conv_base(&weights)?;
     write_atomic(&file, text.as_bytes())?;
-    Ok(config::load(&file)?)
+    Ok(crate::plan::load(&file)?)
 }
 
 /// The rows as a table for the terminal.

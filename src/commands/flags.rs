@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
-use crate::config::{self, Experiment};
+use crate::config::Experiment;
 use crate::report::Metric;
 
 /// `--results DIR`. A command whose help says more about it sets its own wording with
@@ -27,7 +27,7 @@ pub struct ExperimentFile {
 impl ExperimentFile {
     /// Load the file, or the embedded demo.
     pub fn load(&self) -> anyhow::Result<Experiment> {
-        config::load_or_demo(self.experiment.as_deref())
+        crate::plan::load_or_demo(self.experiment.as_deref())
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::reproduce;
 use crate::store::ResultsLayout;
-use crate::{config, reproduce, sweep};
 
 use super::flags::ResultsDir;
 use super::outcome::Outcome;
@@ -19,12 +19,14 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let results = args.results.results;
     let name = match args.experiment {
-        Some(e) if Path::new(&e).is_file() => Some(config::load(Path::new(&e))?.name),
+        Some(e) if Path::new(&e).is_file() => Some(crate::plan::load(Path::new(&e))?.name),
         other => other,
     };
-    let here =
-        sweep::prepare::code_state_excluding(Path::new("."), std::slice::from_ref(&results))?
-            .dir_name;
+    let here = crate::provenance::CodeState::read_excluding(
+        Path::new("."),
+        std::slice::from_ref(&results),
+    )?
+    .dir_name;
     print!(
         "{}",
         reproduce::status(&ResultsLayout::new(results), name.as_deref(), &here)

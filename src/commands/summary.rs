@@ -16,7 +16,7 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<Outcome> {
     let experiment = args.experiment.load()?;
     print!(
         "{}",
-        crate::model::summary::for_experiment(&experiment, args.variant.as_deref())?
+        crate::plan::summary(&experiment, args.variant.as_deref())?
     );
     Ok(Outcome::Success)
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::reproduce;
 use crate::store::ResultsLayout;
-use crate::{config, reproduce};
 
 use super::flags::ResultsDir;
 use super::outcome::Outcome;
@@ -21,7 +21,7 @@ pub struct WhyArgs {
 }
 
 pub fn run(args: WhyArgs) -> anyhow::Result<Outcome> {
-    let experiment = config::load(&args.experiment)?;
+    let experiment = crate::plan::load(&args.experiment)?;
     print!(
         "{}",
         reproduce::why(

@@ -108,7 +108,7 @@ fn relative_to(path: &Path, base: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::plan::parse;
 
     /// A complete experiment with one variant; `{}` placeholders are filled by the tests.
     const BASE: &str = r#"

@@ -1,4 +1,5 @@
-//! Experiment files: parse (stage one, `spec`), then resolve into a validated plan of cells (stage two).
+//! Experiment files, stage one: the file as written (`spec`, `parse`) and the typed configuration
+//! it resolves to (`Experiment`, `CellConfig`, ...); `plan` does stage two (resolve and check).
 //!
 //! Everything downstream (data, model, training, store) consumes the resolved types defined here,
 //! never the raw TOML. Errors name the file, the line and the dotted key.
@@ -6,8 +7,6 @@
 //! - `spec` (+ `forms`, `value_de`): the file as written, deserialized with messages in the
 //!   user's terms; unknown keys are errors.
 //! - `parse`: stage one. TOML text -> spec, each `[[variants]]` entry deep-merged over the base.
-//! - `resolve`: stage two. Checks what the values mean (ranges, data source, layer names) and
-//!   builds the `Experiment`. Never touches the file system.
 //! - `locate`: dotted key paths and the line each one is written on.
 //! - `hash`: the canonical hash of a resolved cell configuration (a run-key component).
 
@@ -15,24 +14,25 @@ mod augmentation;
 mod device;
 mod forms;
 pub mod hash;
-mod locate;
-mod parse;
-mod resolve;
+pub mod locate;
+pub mod parse;
 pub mod spec;
 #[cfg(test)]
 mod tests;
 mod value_de;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use device::DeviceChoice;
-pub use resolve::DEFAULT_VARIANT;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
     OnBadImage, Preprocessing, ShuffleMode, SyntheticSpec, SyntheticTask, KNOWN_WEIGHTS, STAGES,
 };
+
+/// The name of the single variant of an experiment without `[[variants]]`.
+pub const DEFAULT_VARIANT: &str = "default";
 
 /// A parsed, validated experiment: the matrix axes and each variant's fully resolved configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,33 +207,8 @@ impl Experiment {
     }
 }
 
-/// Read, parse and validate an experiment file.
-pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-        file: path.to_path_buf(),
-        source: e,
-    })?;
-    parse(&text, path)
-}
-
-/// Parse and validate experiment text; `path` is used for messages and to resolve relative paths.
-pub fn parse(text: &str, path: &Path) -> Result<Experiment, ConfigError> {
-    let (source, parsed) = parse::read(text, path)?;
-    resolve::resolve(&source, parsed)
-}
-
 /// The demo experiment, embedded so that `runner sweep` works anywhere, offline.
 pub const DEMO_TOML: &str = include_str!("../../experiments/demo.toml");
-
-/// The experiment file at `path`, or the embedded demo without one.
-pub fn load_or_demo(path: Option<&Path>) -> anyhow::Result<Experiment> {
-    use anyhow::Context;
-    Ok(match path {
-        Some(p) => load(p)?,
-        None => parse(DEMO_TOML, Path::new("experiments/demo.toml"))
-            .context("the embedded demo experiment")?,
-    })
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

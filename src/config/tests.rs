@@ -7,6 +7,7 @@ use super::spec::OptimizerSpec;
 use super::*;
 use crate::model::arch::Architecture;
 use crate::model::freeze::trainable_mask;
+use crate::plan::{load, parse};
 
 const FILE: &str = "experiments/test.toml";
 

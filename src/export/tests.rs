@@ -39,7 +39,7 @@ fn trained_cell(first_trainable: &str) -> Cell {
     record.seed = 7;
     record.config.model.channels = [2, 4, 4, 4, 8];
     record.config.model.head.units = vec![6];
-    let arch = crate::sweep::prepare::architecture(&record.config).unwrap();
+    let arch = crate::plan::architecture(&record.config).unwrap();
     let n = arch.layers.len();
     let donor = Network::new(
         arch.clone(),

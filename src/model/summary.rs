@@ -5,9 +5,7 @@
 //! Pure text from the architecture description and a freeze mask; printing is the caller's job.
 
 use super::arch::{Architecture, LayerKind};
-use super::freeze::trainable_mask;
 use crate::base::format::thousands;
-use crate::config::Experiment;
 
 /// Keras's class name for each kind of layer, as `model.summary()` shows it.
 fn keras_type(kind: LayerKind) -> &'static str {
@@ -107,32 +105,11 @@ pub fn render(title: &str, arch: &Architecture, trainable: &[bool]) -> String {
     out
 }
 
-/// The summary of each variant of `experiment`, or of the one named `variant`.
-pub fn for_experiment(experiment: &Experiment, variant: Option<&str>) -> anyhow::Result<String> {
-    let variants: Vec<_> = match variant {
-        None => experiment.variants.iter().collect(),
-        Some(name) => vec![experiment.require_variant(name)?],
-    };
-    let mut out = Vec::new();
-    for v in variants {
-        let [h, w] = v.config.dataset.image_size;
-        let arch = Architecture::build(&v.config.model, h as usize, w as usize)?;
-        let mask = trainable_mask(&v.config.training.freeze, &arch).map_err(|e| {
-            anyhow::anyhow!("{}: variant \"{}\": {e}", experiment.file.display(), v.name)
-        })?;
-        out.push(render(
-            &format!("{} / {}", experiment.name, v.name),
-            &arch,
-            &mask,
-        ));
-    }
-    Ok(out.join("\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{FreezeRule, HeadSpec, ModelConfig, Weights};
+    use crate::model::freeze::trainable_mask;
 
     fn notebook(rule: FreezeRule) -> String {
         let model = ModelConfig {

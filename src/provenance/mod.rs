@@ -20,12 +20,16 @@
 //! and the code hash is the fixed marker `no-git`, meaning the code is not tracked and results
 //! are keyed by configuration, data, weights and seed only.
 //!
+//! `CodeState` is what a sweep keeps of all this: the provenance, the code hash, the name of
+//! the results folder and the diff to store there.
+//!
 //! Only local repository reads are done (git2 is built without network support); nothing here
 //! ever writes to the repository.
 
 mod env;
 mod git;
 mod inputs;
+mod state;
 
 use sha2::{Digest, Sha256};
 
@@ -34,6 +38,7 @@ pub use git::{
     code_state, diff_text, snapshot, snapshot_excluding, CodeSnapshot, ProvenanceError,
     LARGE_FILE_BYTES,
 };
+pub use state::CodeState;
 
 use crate::base::hash::hex;
 pub use crate::store::record::{Environment, Kernels, Provenance};

@@ -73,8 +73,8 @@ pub struct CompareOptions {
 /// and seeds.
 fn resolve_experiment(arg: Option<&str>) -> anyhow::Result<(String, Option<Declared>)> {
     let experiment = match arg {
-        None => config::parse(config::DEMO_TOML, Path::new("experiments/demo.toml"))?,
-        Some(a) if Path::new(a).is_file() => config::load(Path::new(a))?,
+        None => crate::plan::parse(crate::config::DEMO_TOML, Path::new("experiments/demo.toml"))?,
+        Some(a) if Path::new(a).is_file() => crate::plan::load(Path::new(a))?,
         Some(a) if a.ends_with(".toml") => {
             anyhow::bail!("experiment file {a} does not exist (give an experiment file or an experiment name)")
         }
@@ -99,7 +99,7 @@ fn declared_by_records(dir: &Path, name: &str) -> Option<Declared> {
         .cells
         .iter()
         .find_map(|c| c.record.experiment_file.clone())?;
-    let experiment = config::load(&file).ok()?;
+    let experiment = crate::plan::load(&file).ok()?;
     (experiment.name == name).then(|| declared_by(&experiment))
 }
 

@@ -4,13 +4,17 @@
 //! trains only the cell from it. `--deep` trains the stage again too, in the scratch tree, and
 //! compares its metrics and checkpoint bytes with the stored stage before the cell trains.
 
+use super::current::options;
+use super::diff::metric_differences;
 use crate::config::Experiment;
 use crate::model::weights::file_sha256;
+use crate::plan::StagePlan;
+use crate::provenance::CodeState;
 use crate::store::record::StageUse;
 use crate::store::{read_metrics, ResultsLayout};
-use crate::sweep::prepare::{image_cache, CodeState};
+use crate::sweep::files::{STAGE_MODEL, STAGE_RECORD};
 use crate::sweep::stage::{self, StageOutcome, StageRecord};
-use crate::sweep::Progress;
+use crate::sweep::{image_cache, Progress};
 
 /// What the stored stage of a run is now.
 pub(super) enum StageCheck {
@@ -20,21 +24,22 @@ pub(super) enum StageCheck {
     Changed(Vec<String>),
 }
 
-/// Check the stage `used` of a run (whose code hash was `old_code`) against the stage stored
-/// under `results` for the current code and data. Opens and fingerprints the stage's data set;
-/// trains nothing.
+/// Check the stage `used` of a run (whose code hash was `old_code`), planned as `planned`, against
+/// the stage stored under `results` for the current code and data. Opens and fingerprints the
+/// stage's data set; trains nothing.
 pub(super) fn check(
     experiment: &Experiment,
+    planned: &StagePlan,
     used: &StageUse,
     old_code: &str,
     results: &ResultsLayout,
     code: &CodeState,
 ) -> anyhow::Result<StageCheck> {
-    let stage = &used.stage;
-    let options = super::options(results.clone(), Progress::Quiet, false);
+    let stage = &planned.stage;
+    let options = options(results.clone(), Progress::Quiet, false);
     let budget = std::sync::Arc::new(crate::base::memory::MemoryBudget::new(options.cache_memory));
     let images = image_cache(&options, budget);
-    let located = stage::locate(experiment, stage, code, &images, &options)?;
+    let located = stage::locate(experiment, planned, code, &images, &options)?;
     let short = |s: &str| s[..12.min(s.len())].to_string();
     if located.key != used.key {
         let mut changed = vec![format!(
@@ -46,7 +51,7 @@ pub(super) fn check(
         let old_record = used
             .checkpoint
             .parent()
-            .and_then(|dir| std::fs::read(dir.join("stage.json")).ok())
+            .and_then(|dir| std::fs::read(dir.join(STAGE_RECORD)).ok())
             .and_then(|bytes| serde_json::from_slice::<StageRecord>(&bytes).ok());
         match old_record {
             Some(old) => {
@@ -73,12 +78,12 @@ pub(super) fn check(
             )),
             None => changed.push(format!(
                 "  ({} is gone: which of the stage's inputs changed is unknown)",
-                used.checkpoint.with_file_name("stage.json").display()
+                used.checkpoint.with_file_name(STAGE_RECORD).display()
             )),
         }
         return Ok(StageCheck::Changed(changed));
     }
-    let checkpoint = located.dir.join("model.safetensors");
+    let checkpoint = located.dir.join(STAGE_MODEL);
     if !checkpoint.exists() {
         return Ok(StageCheck::Changed(vec![format!(
             "the {} stage checkpoint {} is missing (the run used SHA-256 {}); `runner sweep` \
@@ -102,7 +107,7 @@ pub(super) fn check(
         None => Ok(StageCheck::Changed(vec![format!(
             "the {} stage record {} is missing",
             stage.name,
-            located.dir.join("stage.json").display()
+            located.dir.join(STAGE_RECORD).display()
         )])),
     }
 }
@@ -130,7 +135,7 @@ pub(super) fn compare(
 ) -> anyhow::Result<Vec<String>> {
     let old_rows = read_metrics(&stored.dir.join("metrics.csv"))?;
     let new_rows = read_metrics(&new.dir.join("metrics.csv"))?;
-    let mut diffs = super::metric_differences(&old_rows, &new_rows, tolerance);
+    let mut diffs = metric_differences(&old_rows, &new_rows, tolerance);
     let same_bytes = stored.checkpoint_sha256 == new.checkpoint_sha256;
     if !same_bytes && tolerance == 0.0 {
         diffs.push(format!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::CellConfig;
+pub use crate::plan::KeyComponents;
 use crate::train::EpochMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,23 +63,6 @@ pub struct WeightsRecord {
 pub struct ParameterCounts {
     pub trainable: usize,
     pub frozen: usize,
-}
-
-/// The components of a run key: each is a SHA-256 (hex) of one input of the cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyComponents {
-    /// Canonical hash of the fully resolved cell configuration (paths relative to the experiment file).
-    pub config: String,
-    /// Root hash of the data set manifests (train and validation).
-    pub dataset: String,
-    /// SHA-256 of the weights file, or null for random initialisation.
-    pub weights: Option<String>,
-    /// Hash of the code state: commit id plus the hash of any local diff and untracked files.
-    pub code: String,
-    pub seed: u64,
-    /// Run key of the pretraining stage whose conv base the cell loads, when it loads one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
 }
 
 /// The pretraining stage a cell's weights came from.
@@ -302,7 +286,7 @@ mod tests {
         for name in ["demo", "lecture", "reference"] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/{name}.toml"));
-            let exp = crate::config::load(&path).unwrap();
+            let exp = crate::plan::load(&path).unwrap();
             for v in &exp.variants {
                 let rec = RunRecord {
                     config: v.config.clone(),

@@ -1,23 +1,37 @@
-//! The matrix: prepare every input once (data sets, weights), then train each cell in turn,
-//! recording its outcome. A cell that fails or diverges does not stop the sweep; an interrupt does.
+//! The matrix: plan the experiment, prepare every input once (data sets, weights, stages), then
+//! train each cell in turn, recording its outcome. A cell that fails or diverges does not stop the
+//! sweep; an interrupt does.
+//!
+//! From the bottom up: `inputs` (what the cells share), `files` (the checkpoint names),
+//! `feature_cache` (a cell's cached frozen-layer outputs), `stage` (the `[pretrain]` stage),
+//! `cell` (decide, train, record one cell), `schedule` (`--jobs`); `progress` prints.
 
-pub mod cache;
-pub mod cell;
-pub mod prepare;
+mod cell;
+mod feature_cache;
+pub mod files;
+mod inputs;
 pub mod progress;
-pub mod schedule;
+mod schedule;
 pub mod stage;
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use crate::base::memory::MemoryBudget;
 use crate::config::{Cell, Experiment};
+use crate::model::weights;
+use crate::plan::{CellPlan, Plan};
+use crate::provenance::CodeState;
 use crate::store::{ResultsLayout, Status};
+use crate::train::features::FeatureCache;
 use crate::train::EpochMetrics;
-pub use prepare::data_dirs;
+pub use cell::run_cell;
+pub use inputs::{data_dirs, fingerprint, image_cache, input_paths, Inputs, PreparedData};
 pub use progress::Progress;
 
 /// What to run and where to write it.
@@ -65,8 +79,9 @@ pub struct CellResult {
     pub message: Option<String>,
 }
 
-/// The cells of `experiment` selected by `options`, in matrix order.
-pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::Result<Vec<Cell>> {
+/// The cells of `plan` selected by `options`, in matrix order.
+pub fn select_cells(plan: &Plan, options: &SweepOptions) -> anyhow::Result<Vec<CellPlan>> {
+    let experiment = &plan.experiment;
     for v in &options.variants {
         experiment.require_variant(v)?;
     }
@@ -80,23 +95,34 @@ pub fn select_cells(experiment: &Experiment, options: &SweepOptions) -> anyhow::
             );
         }
     }
-    Ok(experiment
-        .cells()
-        .into_iter()
-        .filter(|c| options.variants.is_empty() || options.variants.contains(&c.variant))
-        .filter(|c| options.seeds.is_empty() || options.seeds.contains(&c.seed))
+    Ok(plan
+        .cells
+        .iter()
+        .filter(|c| options.variants.is_empty() || options.variants.contains(&c.cell.variant))
+        .filter(|c| options.seeds.is_empty() || options.seeds.contains(&c.cell.seed))
+        .cloned()
         .collect())
 }
 
-/// Run the selected cells of `experiment`, `options.jobs` at a time. Stops early (marking the
-/// cell `interrupted`) when `stop` becomes true; during a pretraining stage, that is the error
-/// `stage::StageInterrupted`, and no cell runs.
+/// Plan `experiment` (with `options.epochs`) and run the selected cells (`run_plan`).
 pub fn run(
     experiment: &Experiment,
     options: &SweepOptions,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<CellResult>> {
-    let cells = select_cells(experiment, options)?;
+    run_plan(&Plan::new(experiment, options.epochs)?, options, stop)
+}
+
+/// Run the selected cells of `plan`, `options.jobs` at a time. Stops early (marking the cell
+/// `interrupted`) when `stop` becomes true; during a pretraining stage, that is the error
+/// `stage::StageInterrupted`, and no cell runs.
+pub fn run_plan(
+    plan: &Plan,
+    options: &SweepOptions,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<CellResult>> {
+    let experiment = &plan.experiment;
+    let cells = select_cells(plan, options)?;
     let device = open_device(experiment, options)?;
     options
         .progress
@@ -105,30 +131,27 @@ pub fn run(
         device: &device,
         stop: stop.as_ref(),
     };
-    let inputs = prepare::prepare(experiment, &cells, options, training)?;
+    let inputs = prepare(plan, &cells, options, training)?;
     if let Some(warning) = &inputs.code.warning {
         eprintln!("{warning}");
     }
     if options.jobs > 1 && cells.len() > 1 {
-        return schedule::run_parallel(experiment, &cells, inputs, &device, options, stop.clone());
+        return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
     }
     let mut results = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let variant = experiment
-            .variant(&cell.variant)
-            .expect("selected cells exist");
         options.progress.line(&format!(
             "[{}/{}] {} / {} / seed {}",
             i + 1,
             cells.len(),
             experiment.name,
-            cell.variant,
-            cell.seed
+            cell.cell.variant,
+            cell.cell.seed
         ));
-        let result = cell::run_cell(experiment, variant, cell, &inputs, &device, options, stop)?;
+        let result = run_cell(plan, cell, &inputs, &device, options, stop)?;
         options.progress.line(&progress::cell_summary(&result));
         let interrupted = result.status == Some(Status::Interrupted);
         results.push(result);
@@ -137,6 +160,82 @@ pub fn run(
         }
     }
     Ok(results)
+}
+
+/// Open and fingerprint every data set and weights file the `cells` need, before any training
+/// starts, so that a missing directory or file is reported at once (`run_plan` opens the device
+/// first, so a device that cannot be used is reported before them).
+///
+/// A pretraining stage that is not trained yet is trained as `stages` says (or not at all).
+pub fn prepare(
+    plan: &Plan,
+    cells: &[CellPlan],
+    options: &SweepOptions,
+    stages: stage::Training<'_>,
+) -> anyhow::Result<Inputs> {
+    let experiment = &plan.experiment;
+    let budget = Arc::new(MemoryBudget::new(options.cache_memory));
+    let mut inputs = Inputs {
+        data: BTreeMap::new(),
+        weights: BTreeMap::new(),
+        code: CodeState::read_excluding(
+            &experiment.base_dir,
+            &input_paths(experiment, &options.results),
+        )?,
+        stages: BTreeMap::new(),
+        features: FeatureCache::new(
+            Some(options.results.cache_dir().join("features")),
+            budget.clone(),
+        ),
+        images: image_cache(options, budget),
+    };
+    let cpu = crate::model::cpu();
+    for cell in cells {
+        let variant = &cell.variant;
+        let cfg = &variant.config;
+        let context = || {
+            format!(
+                "variant \"{}\" of {}",
+                variant.name,
+                experiment.file.display()
+            )
+        };
+        if let Entry::Vacant(slot) = inputs.data.entry(variant.data_key.clone()) {
+            let prepared = inputs::open_data(&cfg.dataset, true, &inputs.images, options)
+                .with_context(context)?;
+            options.progress.line(&format!(
+                "data: {} training and {} validation images, classes {:?}, hash {}",
+                prepared.data.train.len(),
+                prepared.data.validation.len(),
+                prepared.data.train.class_names,
+                &prepared.hash[..12]
+            ));
+            slot.insert(prepared);
+        }
+        if let Entry::Vacant(slot) = inputs.weights.entry(variant.weights_key.clone()) {
+            let arch = &variant.architecture;
+            let loaded = match plan.stage_of(variant) {
+                Some(stage) => {
+                    let outcome = stage::ensure(
+                        experiment,
+                        stage,
+                        &inputs.code,
+                        &inputs.images,
+                        stages,
+                        options,
+                    )?;
+                    let loaded = weights::load_conv_base(&outcome.checkpoint, arch, &cpu)
+                        .with_context(|| format!("{}: model.weights", context()))?;
+                    inputs.stages.insert(stage.stage.name.clone(), outcome);
+                    loaded
+                }
+                None => weights::load(&cfg.model.weights, arch, &cpu)
+                    .with_context(|| format!("{}: model.weights", context()))?,
+            };
+            slot.insert(loaded);
+        }
+    }
+    Ok(inputs)
 }
 
 /// The device the sweep trains on: `--device`, else the experiment file's `device`.

@@ -14,16 +14,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::prepare::Inputs;
+use super::inputs::Inputs;
 use super::{cell, progress, CellResult, Progress, SweepOptions};
-use crate::config::{Cell, Experiment};
 use crate::model::OpenDevice;
+use crate::plan::{CellPlan, Plan};
 
 /// Run `cells` with at most `options.jobs` at once; results in matrix order. Stops starting cells
 /// once `stop` is set (running ones stop after their current batch).
 pub fn run_parallel(
-    experiment: &Experiment,
-    cells: &[Cell],
+    plan: &Plan,
+    cells: &[CellPlan],
     inputs: Inputs,
     device: &OpenDevice,
     options: &SweepOptions,
@@ -36,7 +36,7 @@ pub fn run_parallel(
         "running {jobs} cells at once, {threads} compute thread(s) each"
     ));
     let outer = options.progress;
-    let experiment = Arc::new(experiment.clone());
+    let plan = Arc::new(plan.clone());
     let inputs = Arc::new(inputs);
     let inner = Arc::new(SweepOptions {
         progress: Progress::Quiet,
@@ -55,8 +55,8 @@ pub fn run_parallel(
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let (experiment, inputs, device, options, stop) = (
-                experiment.clone(),
+            let (plan, inputs, device, options, stop) = (
+                plan.clone(),
                 inputs.clone(),
                 device.clone(),
                 inner.clone(),
@@ -66,9 +66,9 @@ pub fn run_parallel(
                 "[{}/{}] {} / {} / seed {}",
                 i + 1,
                 total,
-                experiment.name,
-                cell.variant,
-                cell.seed
+                plan.experiment.name,
+                cell.cell.variant,
+                cell.cell.seed
             );
             outer.line(&label);
             handles.push(tokio::task::spawn_blocking(move || {
@@ -76,20 +76,8 @@ pub fn run_parallel(
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()?;
-                let variant = experiment
-                    .variant(&cell.variant)
-                    .expect("selected cells exist");
-                let result = pool.install(|| {
-                    cell::run_cell(
-                        &experiment,
-                        variant,
-                        &cell,
-                        &inputs,
-                        &device,
-                        &options,
-                        &stop,
-                    )
-                })?;
+                let result = pool
+                    .install(|| cell::run_cell(&plan, &cell, &inputs, &device, &options, &stop))?;
                 outer.line(&format!("{label}:{}", progress::cell_summary(&result)));
                 anyhow::Ok(Some(result))
             }));

@@ -21,44 +21,21 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::prepare::{open_data, CodeState, PreparedData};
+use super::files::{STAGE_MODEL, STAGE_RECORD};
+pub use super::inputs::StageOutcome;
+use super::inputs::{open_data, PreparedData};
 use super::SweepOptions;
-use crate::base::hash::sha256_hex;
 use crate::base::lock::CellLock;
 use crate::config::{Experiment, Stage};
 use crate::dataset::ImageCache;
 use crate::model::weights::file_sha256;
 use crate::model::OpenDevice;
+pub use crate::plan::StageKey;
+use crate::plan::StagePlan;
+use crate::provenance::CodeState;
 use crate::store::record::{Environment, Provenance, SplitRecord};
 use crate::store::{lock_path, ResultsLayout};
 use crate::train::EpochMetrics;
-
-const RECORD: &str = "stage.json";
-const CHECKPOINT: &str = "model.safetensors";
-
-/// A stage ready for the cells: its key and its checkpoint.
-#[derive(Debug, Clone)]
-pub struct StageOutcome {
-    pub key: String,
-    pub dir: PathBuf,
-    pub checkpoint: PathBuf,
-    pub checkpoint_sha256: String,
-    /// Whether this call trained it (false: found on disk).
-    pub trained: bool,
-    /// The last epoch's metrics on the stage's own validation set.
-    pub last: Option<EpochMetrics>,
-}
-
-/// The components of a stage's key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageKey {
-    /// Canonical hash of the stage's resolved configuration (as a cell's, `config::hash`).
-    pub config: String,
-    /// Root hash of the stage's data set manifests.
-    pub dataset: String,
-    pub code: String,
-    pub seed: u64,
-}
 
 /// `stage.json`: what the stage was, what it was trained on, and how it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,31 +57,6 @@ pub struct StageRecord {
     pub finished_at: String,
     pub seconds: f64,
     pub stage: Stage,
-}
-
-/// The key of `stage` trained on `data` by `code`.
-pub fn stage_key(
-    stage: &Stage,
-    experiment_dir: &Path,
-    data: &PreparedData,
-    code: &CodeState,
-) -> (StageKey, String) {
-    let components = StageKey {
-        config: crate::config::hash::config_hash(&stage.config, experiment_dir),
-        dataset: data.hash.clone(),
-        code: code.hash.clone(),
-        seed: stage.seed,
-    };
-    let text = format!(
-        "runner-stage-key-v1\nrunner {}\nstage {}\nconfig {}\ndataset {}\ncode {}\nseed {}\n",
-        env!("CARGO_PKG_VERSION"),
-        stage.name,
-        components.config,
-        components.dataset,
-        components.code,
-        components.seed
-    );
-    (components, sha256_hex(text.as_bytes()))
 }
 
 /// `<results>/<code-state>/.stages/<name>-<key12>`.
@@ -189,15 +141,16 @@ pub struct Located {
 /// at what is stored there.
 pub fn locate(
     experiment: &Experiment,
-    stage: &Stage,
+    planned: &StagePlan,
     code: &CodeState,
     images: &ImageCache,
     options: &SweepOptions,
 ) -> anyhow::Result<Located> {
+    let stage = &planned.stage;
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
     let prepared =
         open_data(&stage.config.dataset, false, images, options).with_context(context)?;
-    let (components, key) = stage_key(stage, &experiment.base_dir, &prepared, code);
+    let (components, key) = planned.key(&prepared.hash, &code.hash);
     let dir = stage_dir(&options.results, &code.dir_name, &stage.name, &key);
     Ok(Located {
         components,
@@ -211,7 +164,7 @@ pub fn locate(
 /// is training it, resuming an unfinished one). Prints one line saying which.
 pub fn ensure(
     experiment: &Experiment,
-    stage: &Stage,
+    planned: &StagePlan,
     code: &CodeState,
     images: &ImageCache,
     training: Training<'_>,
@@ -222,8 +175,9 @@ pub fn ensure(
         Training::On { device, stop } => Some((device, stop)),
         Training::Never => None,
     };
+    let stage = &planned.stage;
     let context = || format!("[{}] of {}", stage.name, experiment.file.display());
-    let located = locate(experiment, stage, code, images, options)?;
+    let located = locate(experiment, planned, code, images, options)?;
     let (key, dir) = (located.key.clone(), located.dir.clone());
     let mut announced = false;
     loop {
@@ -289,12 +243,16 @@ fn reused_line(stage: &Stage, found: &StageOutcome) -> String {
 
 /// The finished stage in `dir`, checked against its record; `None` when there is none.
 pub fn finished(dir: &Path, key: &str) -> anyhow::Result<Option<StageOutcome>> {
-    let Ok(bytes) = std::fs::read(dir.join(RECORD)) else {
+    let Ok(bytes) = std::fs::read(dir.join(STAGE_RECORD)) else {
         return Ok(None);
     };
-    let record: StageRecord = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: unreadable stage record", dir.join(RECORD).display()))?;
-    let checkpoint = dir.join(CHECKPOINT);
+    let record: StageRecord = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: unreadable stage record",
+            dir.join(STAGE_RECORD).display()
+        )
+    })?;
+    let checkpoint = dir.join(STAGE_MODEL);
     let actual = file_sha256(&checkpoint)?;
     if record.stage_key != key || actual != record.checkpoint_sha256 {
         bail!(

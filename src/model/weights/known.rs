@@ -207,7 +207,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("experiments")
             .join("lecture-preprocessing.toml");
-        let exp = crate::config::load(&path).unwrap();
+        let exp = crate::plan::load(&path).unwrap();
         let mut sources = Vec::new();
         for v in &exp.variants {
             let crate::config::Weights::Named(name) = &v.config.model.weights else {

@@ -11,20 +11,20 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::{Located, StageInterrupted, StageOutcome, StageRecord, CHECKPOINT, RECORD};
+use super::{Located, StageInterrupted, StageOutcome, StageRecord};
 use crate::base::fs::write_atomic;
 use crate::config::Stage;
 use crate::model::arch::Architecture;
 use crate::model::weights::{file_sha256, LoadedWeights};
 use crate::model::{Network, OpenDevice};
+use crate::provenance::CodeState;
 use crate::store::{metrics_csv, partial_dir, read_metrics};
-use crate::sweep::prepare::CodeState;
+use crate::sweep::files::{RESUME_CHECKPOINT, STAGE_MODEL, STAGE_RECORD};
+use crate::sweep::inputs::split_record;
 use crate::sweep::progress::{self, Progress};
 use crate::sweep::SweepOptions;
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer};
 
-/// The resumable checkpoint in `.partial` (the cells' name); removed once the stage is complete.
-const RESUME: &str = "checkpoint.safetensors";
 const METRICS: &str = "metrics.csv";
 
 /// One stage to train, under its lock.
@@ -96,7 +96,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         metrics_path: partial.join(METRICS),
         bar: progress::EpochBar::default(),
     };
-    let resume_path = partial.join(RESUME);
+    let resume_path = partial.join(RESUME_CHECKPOINT);
     let outcome = Fit {
         network: &network,
         optimizer: &mut optimizer,
@@ -133,8 +133,8 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         }
     }
 
-    network.save_safetensors(&partial.join(CHECKPOINT))?;
-    let checkpoint_sha256 = file_sha256(&partial.join(CHECKPOINT))?;
+    network.save_safetensors(&partial.join(STAGE_MODEL))?;
+    let checkpoint_sha256 = file_sha256(&partial.join(STAGE_MODEL))?;
     write_atomic(&partial.join(METRICS), &metrics_csv(&observer.metrics)?)?;
     let record = StageRecord {
         name: stage.name.clone(),
@@ -145,8 +145,8 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         environment: code.environment.clone(),
         runner_version: env!("CARGO_PKG_VERSION").into(),
         classes,
-        train: crate::sweep::cell::split_record(&data.train),
-        validation: crate::sweep::cell::split_record(&data.validation),
+        train: split_record(&data.train),
+        validation: split_record(&data.validation),
         metrics: observer.metrics.clone(),
         checkpoint_sha256: checkpoint_sha256.clone(),
         started_at,
@@ -154,12 +154,15 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         seconds: started.elapsed().as_secs_f64(),
         stage: stage.clone(),
     };
-    write_atomic(&partial.join(RECORD), &serde_json::to_vec_pretty(&record)?)?;
+    write_atomic(
+        &partial.join(STAGE_RECORD),
+        &serde_json::to_vec_pretty(&record)?,
+    )?;
     std::fs::rename(&partial, &dir)
         .with_context(|| format!("cannot move {} to {}", partial.display(), dir.display()))?;
     // Removed only now: a crash before the rename still finds it and resumes from the last epoch.
     // A leftover copy after a crash here is harmless (nothing reads it in a finished stage).
-    let _ = std::fs::remove_file(dir.join(RESUME));
+    let _ = std::fs::remove_file(dir.join(RESUME_CHECKPOINT));
     let last = observer.metrics.last().copied();
     options.progress.line(&format!(
         "{} stage: trained in {:.0} s{}, checkpoint {}",
@@ -167,11 +170,11 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         started.elapsed().as_secs_f64(),
         last.map(|m| format!(", val_acc {:.3}", m.val_acc))
             .unwrap_or_default(),
-        dir.join(CHECKPOINT).display()
+        dir.join(STAGE_MODEL).display()
     ));
     Ok(StageOutcome {
         key,
-        checkpoint: dir.join(CHECKPOINT),
+        checkpoint: dir.join(STAGE_MODEL),
         dir,
         checkpoint_sha256,
         trained: true,
@@ -187,7 +190,7 @@ fn start_or_resume(
     progress: &Progress,
     name: &str,
 ) -> anyhow::Result<(Network, KerasOptimizer, Vec<EpochMetrics>)> {
-    let resume_path = partial.join(RESUME);
+    let resume_path = partial.join(RESUME_CHECKPOINT);
     if resume_path.exists() {
         let (network, mut optimizer) = fresh()?;
         let restored = checkpoint::load(&resume_path, &network, &mut optimizer).and_then(|r| {

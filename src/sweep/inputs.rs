@@ -1,26 +1,22 @@
 //! Inputs shared between the cells of a sweep, loaded and hashed once: decoded data sets with
-//! their fingerprints, weights with their hashes, and the code state.
+//! their fingerprints, weights with their hashes, trained stages, and the code state; and the
+//! split records that cells and stages store.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use anyhow::Context;
+use std::path::PathBuf;
 
 use super::SweepOptions;
-use crate::base::fs::write_atomic;
-use crate::base::hash::sha256_hex;
 use crate::base::memory::MemoryBudget;
-use crate::config::{Cell, CellConfig, DataSource, DatasetConfig, Experiment, Weights};
+use crate::config::{DataSource, DatasetConfig, Experiment, Weights};
 use crate::dataset::{synthetic, ClassIndex, Data, ImageCache, Residency, Split};
-use crate::fingerprint::Manifest;
-use crate::model::arch::Architecture;
+use crate::fingerprint::{self, Manifest};
 use crate::model::weights::{self, LoadedWeights};
-use crate::store::record::{Environment, KeyComponents, Provenance};
-use crate::store::{ResultsLayout, CODE_DIFF};
+use crate::plan::{CellPlan, InputHashes, KeyComponents};
+use crate::provenance::CodeState;
+use crate::store::record::{SkippedFile, SplitRecord};
+use crate::store::ResultsLayout;
 use crate::train::features::FeatureCache;
-use crate::{fingerprint, provenance};
+use crate::train::EpochMetrics;
 
 /// A data set in memory and its fingerprint.
 pub struct PreparedData {
@@ -32,55 +28,26 @@ pub struct PreparedData {
     pub validation_manifest: Manifest,
 }
 
-/// The code the sweep runs: stored with every run, and the first level of the results tree.
-pub struct CodeState {
-    pub provenance: Provenance,
-    pub hash: String,
-    /// `<commit12>`, `<commit12>-dirty-<diff8>` or `no-git`.
-    pub dir_name: String,
-    /// The local diff (tracked changes and untracked files), when the tree is dirty.
-    pub diff: Option<Vec<u8>>,
-    pub environment: Environment,
-    /// The warning for inputs that sit in the work tree without being ignored (see
-    /// `provenance::gitignore_advice`), for the sweep to print once.
-    pub warning: Option<String>,
-    /// Whether this process has stored the diff already: cells trained in parallel share it,
-    /// and must not write the same temporary file at once.
-    diff_stored: Mutex<bool>,
+/// A stage ready for the cells: its key and its checkpoint.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    pub key: String,
+    pub dir: PathBuf,
+    pub checkpoint: PathBuf,
+    pub checkpoint_sha256: String,
+    /// Whether this call trained it (false: found on disk).
+    pub trained: bool,
+    /// The last epoch's metrics on the stage's own validation set.
+    pub last: Option<EpochMetrics>,
 }
 
-impl CodeState {
-    /// Store the diff as `<results>/<code-state>/code.diff` (`provenance.diff_file`), once per
-    /// code state rather than in every cell: a cell's run.json names it and records its
-    /// SHA-256. A file already there with that hash is kept; a missing or damaged one is
-    /// written again. Nothing to do for a clean tree.
-    pub fn store_diff(&self, results: &ResultsLayout) -> anyhow::Result<()> {
-        let (Some(diff), Some(sha256)) = (&self.diff, &self.provenance.diff_sha256) else {
-            return Ok(());
-        };
-        let mut stored = self.diff_stored.lock().unwrap_or_else(|e| e.into_inner());
-        if *stored {
-            return Ok(());
-        }
-        let path = results.code_diff(&self.dir_name);
-        if !crate::base::hash::sha256_file(&path).is_ok_and(|(hash, _)| &hash == sha256) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            write_atomic(&path, diff)?;
-        }
-        *stored = true;
-        Ok(())
-    }
-}
-
+/// Everything the selected cells read, opened once (`sweep::prepare`).
 pub struct Inputs {
     pub data: BTreeMap<String, PreparedData>,
     pub weights: BTreeMap<String, LoadedWeights>,
     pub code: CodeState,
     /// Stages the cells load weights from, trained (or found) before any cell runs, by name.
-    pub stages: BTreeMap<String, super::stage::StageOutcome>,
+    pub stages: BTreeMap<String, StageOutcome>,
     /// Frozen-prefix outputs shared by the cells (and on disk, by sweeps on the same results).
     pub features: FeatureCache,
     /// Where decoded images are cached (sharing the memory budget with `features`).
@@ -88,26 +55,22 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// The run key of the stage `cfg` loads its weights from, if any.
-    pub fn stage_key(&self, cfg: &CellConfig) -> Option<&str> {
-        match &cfg.model.weights {
-            Weights::Stage(name) => self.stages.get(name).map(|s| s.key.as_str()),
-            _ => None,
-        }
+    /// The run key of a planned cell over the inputs opened for it (by `sweep::prepare`).
+    pub fn run_key(&self, cell: &CellPlan) -> (KeyComponents, String) {
+        let variant = &cell.variant;
+        cell.run_key(InputHashes {
+            dataset: &self.data[&variant.data_key].hash,
+            weights: self.weights[&variant.weights_key].sha256.as_deref(),
+            code: &self.code.hash,
+            stage: self.stage_key(cell),
+        })
     }
-}
 
-fn key<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("configuration serializes")
-}
-
-/// The part of a dataset config that determines the decoded images (not batching or augmentation).
-pub fn data_key(d: &DatasetConfig) -> String {
-    key(&(&d.source, d.image_size, d.on_bad_image))
-}
-
-pub fn weights_key(cfg: &CellConfig) -> String {
-    key(&cfg.model.weights)
+    /// The run key of the stage `cell` loads its weights from, if any.
+    pub fn stage_key(&self, cell: &CellPlan) -> Option<&str> {
+        let name = cell.variant.stage.as_ref()?;
+        self.stages.get(name).map(|s| s.key.as_str())
+    }
 }
 
 /// The (train, validation) directories of a data source, generating a synthetic set if needed.
@@ -118,37 +81,6 @@ pub fn data_dirs(
     Ok(match source {
         DataSource::Directories { train, validation } => (train.clone(), validation.clone()),
         DataSource::Synthetic(spec) => synthetic::ensure(spec, &results.datasets_dir())?,
-    })
-}
-
-pub fn architecture(cfg: &CellConfig) -> anyhow::Result<Architecture> {
-    let [h, w] = cfg.dataset.image_size;
-    Ok(Architecture::build(&cfg.model, h as usize, w as usize)?)
-}
-
-/// The code state of the repository holding `start` (the experiment file's directory).
-/// Outside a repository this is the `no-git` state; a repository that cannot be read is an error.
-pub fn code_state(start: &Path) -> anyhow::Result<CodeState> {
-    code_state_excluding(start, &[])
-}
-
-/// `code_state`, leaving out changes at or under `inputs` (see `input_paths`).
-pub fn code_state_excluding(start: &Path, inputs: &[PathBuf]) -> anyhow::Result<CodeState> {
-    let snapshot = provenance::snapshot_excluding(start, inputs)?;
-    let warning = provenance::gitignore_advice(&snapshot);
-    let mut provenance = snapshot.provenance;
-    let dir_name = provenance::code_label(&provenance);
-    if !snapshot.diff.is_empty() {
-        provenance.diff_file = Some(format!("{dir_name}/{CODE_DIFF}"));
-    }
-    Ok(CodeState {
-        hash: provenance::code_hash(&provenance),
-        dir_name,
-        diff: (!snapshot.diff.is_empty()).then_some(snapshot.diff),
-        provenance,
-        environment: provenance::environment("cpu"),
-        warning,
-        diff_stored: Mutex::new(false),
     })
 }
 
@@ -320,115 +252,21 @@ pub fn open_data(
     ))
 }
 
-/// Open and fingerprint every data set and weights file the selected cells need, before any
-/// training starts, so that a missing directory or file is reported at once (`sweep::run` opens
-/// the device first, so a device that cannot be used is reported before them).
-///
-/// A pretraining stage that is not trained yet is trained as `stages` says (or not at all).
-pub fn prepare(
-    experiment: &Experiment,
-    cells: &[Cell],
-    options: &SweepOptions,
-    stages: super::stage::Training<'_>,
-) -> anyhow::Result<Inputs> {
-    let budget = std::sync::Arc::new(MemoryBudget::new(options.cache_memory));
-    let mut inputs = Inputs {
-        data: BTreeMap::new(),
-        weights: BTreeMap::new(),
-        code: code_state_excluding(
-            &experiment.base_dir,
-            &input_paths(experiment, &options.results),
-        )?,
-        stages: BTreeMap::new(),
-        features: FeatureCache::new(
-            Some(options.results.cache_dir().join("features")),
-            budget.clone(),
-        ),
-        images: image_cache(options, budget),
-    };
-    let cpu = crate::model::cpu();
-    for cell in cells {
-        let variant = experiment
-            .variant(&cell.variant)
-            .expect("selected cells exist");
-        let cfg = &variant.config;
-        let context = || {
-            format!(
-                "variant \"{}\" of {}",
-                variant.name,
-                experiment.file.display()
-            )
-        };
-        if let Entry::Vacant(slot) = inputs.data.entry(data_key(&cfg.dataset)) {
-            let prepared =
-                open_data(&cfg.dataset, true, &inputs.images, options).with_context(context)?;
-            options.progress.line(&format!(
-                "data: {} training and {} validation images, classes {:?}, hash {}",
-                prepared.data.train.len(),
-                prepared.data.validation.len(),
-                prepared.data.train.class_names,
-                &prepared.hash[..12]
-            ));
-            slot.insert(prepared);
-        }
-        if let Entry::Vacant(slot) = inputs.weights.entry(weights_key(cfg)) {
-            let arch = architecture(cfg)?;
-            let loaded = match experiment.stage_of(cfg) {
-                Some(stage) => {
-                    let outcome = super::stage::ensure(
-                        experiment,
-                        stage,
-                        &inputs.code,
-                        &inputs.images,
-                        stages,
-                        options,
-                    )?;
-                    let loaded = weights::load_conv_base(&outcome.checkpoint, &arch, &cpu)
-                        .with_context(|| format!("{}: model.weights", context()))?;
-                    inputs.stages.insert(stage.name.clone(), outcome);
-                    loaded
-                }
-                None => weights::load(&cfg.model.weights, &arch, &cpu)
-                    .with_context(|| format!("{}: model.weights", context()))?,
-            };
-            slot.insert(loaded);
-        }
+/// What a cell or stage stores about one split of its data set.
+pub fn split_record(split: &Split) -> SplitRecord {
+    SplitRecord {
+        dir: split.root.clone(),
+        files: split.len(),
+        classes: split.class_names.clone(),
+        skipped: split
+            .skipped
+            .iter()
+            .map(|(path, reason)| SkippedFile {
+                path: path.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
     }
-    Ok(inputs)
-}
-
-/// The key components of a cell and its run key: SHA-256 over all of them.
-pub fn run_key(
-    cfg: &CellConfig,
-    experiment: &Experiment,
-    data: &PreparedData,
-    weights: &LoadedWeights,
-    code: &CodeState,
-    seed: u64,
-    stage: Option<&str>,
-) -> (KeyComponents, String) {
-    let components = KeyComponents {
-        config: crate::config::hash::config_hash(cfg, &experiment.base_dir),
-        dataset: data.hash.clone(),
-        weights: weights.sha256.clone(),
-        code: code.hash.clone(),
-        seed,
-        stage: stage.map(str::to_string),
-    };
-    let mut text = format!(
-        "runner-run-key-v1\nrunner {}\nconfig {}\ndataset {}\nweights {}\ncode {}\nseed {}\n",
-        env!("CARGO_PKG_VERSION"),
-        components.config,
-        components.dataset,
-        components.weights.as_deref().unwrap_or("none"),
-        components.code,
-        components.seed
-    );
-    // Only cells that load a stage's weights have this line, so every other key is unchanged.
-    if let Some(stage) = &components.stage {
-        text.push_str(&format!("stage {stage}\n"));
-    }
-    (components, sha256_hex(text.as_bytes()))
 }
 
 #[cfg(test)]
@@ -452,7 +290,7 @@ dataset.train_dir = "other/train"
 dataset.validation_dir = "other/validation"
 model.weights = "keras:vgg16-imagenet"
 "#;
-        let experiment = crate::config::parse(text, Path::new("exp/inputs.toml")).unwrap();
+        let experiment = crate::plan::parse(text, std::path::Path::new("exp/inputs.toml")).unwrap();
         let paths = input_paths(&experiment, &ResultsLayout::new("out"));
         for expected in [
             "out",

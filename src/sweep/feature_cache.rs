@@ -1,5 +1,6 @@
-//! Which cached frozen-prefix outputs a cell uses (see `train::features`), and the log line and
-//! run-record entry that say so.
+//! A cell's feature cache: which cached outputs of its frozen layers (the frozen prefix, see
+//! `train::features`) it trains and validates from, and the log line and run-record entry that
+//! say so.
 //!
 //! Validation batches are never augmented, so validation can use the cache even when training
 //! cannot. Any problem with the cache (a disk error, the memory budget with no disk to fall back
@@ -9,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::prepare::{Inputs, PreparedData};
+use super::inputs::{Inputs, PreparedData};
 use super::Progress;
 use crate::config::CellConfig;
 use crate::dataset::batches::Split;

@@ -1,0 +1,76 @@
+//! What differs between a past run and now: the components of its run key, and its metrics.
+
+use crate::plan::KeyComponents;
+use crate::train::EpochMetrics;
+
+/// The differences between two sets of key components, one line each; empty when equal.
+pub fn key_differences(old: &KeyComponents, new: &KeyComponents) -> Vec<String> {
+    let mut out = Vec::new();
+    let short = |s: &str| s[..12.min(s.len())].to_string();
+    let opt = |s: &Option<String>| s.as_deref().map(short).unwrap_or_else(|| "none".into());
+    if old.config != new.config {
+        out.push(format!(
+            "config changed ({} -> {})",
+            short(&old.config),
+            short(&new.config)
+        ));
+    }
+    if old.dataset != new.dataset {
+        out.push(format!(
+            "dataset changed ({} -> {})",
+            short(&old.dataset),
+            short(&new.dataset)
+        ));
+    }
+    if old.weights != new.weights {
+        out.push(format!(
+            "weights changed ({} -> {})",
+            opt(&old.weights),
+            opt(&new.weights)
+        ));
+    }
+    if old.stage != new.stage {
+        out.push(format!(
+            "pretraining stage changed ({} -> {})",
+            opt(&old.stage),
+            opt(&new.stage)
+        ));
+    }
+    if old.code != new.code {
+        out.push(format!(
+            "code changed ({} -> {})",
+            short(&old.code),
+            short(&new.code)
+        ));
+    }
+    if old.seed != new.seed {
+        out.push(format!("seed changed ({} -> {})", old.seed, new.seed));
+    }
+    out
+}
+
+/// Every metric of `new` that differs from `old` by more than `tolerance` (NaN matches NaN), and
+/// a different number of epochs; wall-clock seconds are not compared.
+pub fn metric_differences(
+    old: &[EpochMetrics],
+    new: &[EpochMetrics],
+    tolerance: f64,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if old.len() != new.len() {
+        diffs.push(format!("{} epochs recorded, {} now", old.len(), new.len()));
+    }
+    for (a, b) in old.iter().zip(new) {
+        for (name, x, y) in [
+            ("train_loss", a.train_loss, b.train_loss),
+            ("train_acc", a.train_acc, b.train_acc),
+            ("val_loss", a.val_loss, b.val_loss),
+            ("val_acc", a.val_acc, b.val_acc),
+        ] {
+            if !((x - y).abs() <= tolerance || (x.is_nan() && y.is_nan())) {
+                diffs.push(format!("epoch {}: {name} {x} recorded, {y} now", a.epoch));
+            }
+        }
+    }
+    diffs
+}
