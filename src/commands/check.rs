@@ -1,8 +1,7 @@
 //! `runner check`: validate an experiment file and show its matrix, without training.
 
 use crate::config::{DataSource, Experiment};
-use crate::model::arch::Architecture;
-use crate::model::freeze;
+use crate::plan::Plan;
 
 use super::flags::ExperimentFile;
 use super::outcome::Outcome;
@@ -28,22 +27,20 @@ pub fn describe(experiment: &Experiment) -> anyhow::Result<String> {
         experiment.seeds.len(),
         experiment.variants.len() * experiment.seeds.len()
     );
-    for v in &experiment.variants {
-        let [h, w] = v.config.dataset.image_size;
-        let arch = Architecture::build(&v.config.model, h as usize, w as usize)?;
-        let mask =
-            freeze::trainable_mask(&v.config.training.freeze, &arch).map_err(anyhow::Error::msg)?;
+    let plan = Plan::new(experiment, None)?;
+    for v in &plan.variants {
+        let arch = &v.architecture;
         let trainable: usize = arch
             .layers
             .iter()
-            .zip(&mask)
+            .zip(&v.trainable)
             .filter(|(_, &t)| t)
             .map(|(l, _)| l.params())
             .sum();
         let layers: Vec<&str> = arch
             .layers
             .iter()
-            .zip(&mask)
+            .zip(&v.trainable)
             .filter(|(l, &t)| t && l.has_weights())
             .map(|(l, _)| l.name.as_str())
             .collect();
