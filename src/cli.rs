@@ -38,6 +38,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Report(args) => commands::report::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::ExportModel(args) => commands::export_model::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Predict(args) => commands::predict::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::BenchSweep(args) => commands::bench_sweep::run(args),
     }

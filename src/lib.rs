@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataset;
+pub mod evaluate;
 pub mod export;
 pub mod fingerprint;
 pub mod image;

@@ -8,11 +8,13 @@ pub mod cache;
 pub mod check;
 pub mod compare;
 pub mod device;
+pub mod evaluate;
 pub mod export_model;
 pub mod flags;
 pub mod hash;
 pub mod interrupt;
 pub mod outcome;
+pub mod predict;
 pub mod report;
 pub mod reproduce;
 pub mod status;
@@ -98,6 +100,19 @@ pub enum Command {
     ///
     /// A cell stores only the parameters it trained (trained.safetensors, best-trained.safetensors).
     ExportModel(export_model::ExportArgs),
+    /// Evaluate a trained cell on a labelled test set it never saw: accuracy, loss, confusion
+    /// matrix, precision / recall / F1 per class and ROC AUC.
+    ///
+    /// The test set is a folder of class folders named as the training classes; images are
+    /// read as the cell's training read them. Writes <run>/evaluation/<name>.json and .csv,
+    /// which `runner report` shows.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Predict the class of images with a trained cell: writes path, class and probabilities as
+    /// CSV.
+    ///
+    /// Images are decoded, resized and preprocessed as the cell's training did; folders are
+    /// read recursively.
+    Predict(predict::PredictArgs),
     /// Measure throughput: conv-base forward, block-5 fine-tuning step, head-only step.
     ///
     /// Full VGG16 widths with random (seeded) weights and images: no download. Prints images/s

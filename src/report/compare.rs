@@ -133,16 +133,7 @@ pub fn against(
             seeds.push(*s);
         }
     }
-    let missing = |v: &str, s: u64| load::CellRun {
-        variant: v.to_string(),
-        seed: s,
-        state: CellState::Missing,
-        rel_dir: None,
-        metrics: vec![],
-        record: Default::default(),
-        problems: vec![],
-        pending: None,
-    };
+    let missing = |v: &str, s: u64| load::CellRun::missing(v, s);
     let mut cells = Vec::new();
     for v in &variants {
         for &s in &seeds {

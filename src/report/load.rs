@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use crate::store::evaluation::Evaluation;
 use crate::store::record::{Environment, KeyComponents, Provenance, Status};
 use crate::train::EpochMetrics;
 
@@ -125,10 +126,13 @@ pub struct CellRun {
     pub problems: Vec<String>,
     /// A later, unfinished attempt in `.partial` next to this finished result.
     pub pending: Option<Box<CellRun>>,
+    /// `runner evaluate`'s results on test sets (`<cell>/evaluation/*.json`), by name.
+    pub evaluations: Vec<Evaluation>,
 }
 
 impl CellRun {
-    fn missing(variant: &str, seed: u64) -> Self {
+    /// A cell with nothing on disk.
+    pub fn missing(variant: &str, seed: u64) -> Self {
         CellRun {
             variant: variant.to_string(),
             seed,
@@ -138,6 +142,7 @@ impl CellRun {
             record: RecordView::default(),
             problems: Vec::new(),
             pending: None,
+            evaluations: Vec::new(),
         }
     }
 
@@ -260,6 +265,9 @@ pub fn holds_cells(dir: &Path) -> bool {
 pub fn read_cell(dir: &Path, rel_dir: PathBuf, variant: &str, seed: u64) -> CellRun {
     let mut cell = CellRun::missing(variant, seed);
     cell.rel_dir = Some(rel_dir);
+    let (evaluations, problems) = crate::store::evaluation::read_all(dir);
+    cell.evaluations = evaluations;
+    cell.problems.extend(problems);
     let run_json = dir.join("run.json");
     match std::fs::read(&run_json) {
         Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {

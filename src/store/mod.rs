@@ -7,6 +7,7 @@
 //! unfinished one.
 
 pub mod caches;
+pub mod evaluation;
 pub mod lock_status;
 pub mod record;
 

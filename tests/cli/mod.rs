@@ -7,6 +7,7 @@ mod codestate;
 mod cross_cpu;
 mod device;
 mod errors;
+mod evaluate;
 mod export;
 mod hash;
 mod interrupt;

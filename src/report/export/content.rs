@@ -104,6 +104,7 @@ pub fn document(report: &Report) -> Document {
     blocks.push(Block::Heading("Figures".into()));
     blocks.push(Block::Figures(FigureKind::Overview));
     cells(&mut blocks, r);
+    test_sets(&mut blocks, r);
     if let Some(against) = &report.against {
         against_blocks(&mut blocks, report, against);
     }
@@ -145,6 +146,43 @@ fn cells(blocks: &mut Vec<Block>, r: &ExperimentResults) {
             row
         })
         .collect();
+    blocks.push(Block::Table(Table { header, rows }));
+}
+
+/// `runner evaluate`'s results, one row per cell and test set; nothing when there are none.
+fn test_sets(blocks: &mut Vec<Block>, r: &ExperimentResults) {
+    let rows: Vec<Vec<String>> = r
+        .variants
+        .iter()
+        .flat_map(|v| r.seeds.iter().filter_map(move |&s| r.cell(v, s)))
+        .flat_map(|c| {
+            c.evaluations.iter().map(move |e| {
+                let m = &e.metrics;
+                vec![
+                    c.variant.clone(),
+                    c.seed.to_string(),
+                    code(&e.name),
+                    e.model.clone(),
+                    m.images.to_string(),
+                    format!("{:.4}", m.accuracy),
+                    format!("{:.4}", m.loss),
+                    m.roc_auc.map_or(NA.to_string(), |v| format!("{v:.4}")),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    blocks.push(Block::Heading("Test sets".into()));
+    blocks.push(Block::Paragraph(
+        "Cells evaluated with `runner evaluate` on labelled test sets they never saw; per-class precision, recall, F1 and the confusion matrix are in each cell's `evaluation/` folder.".into(),
+    ));
+    let header = [
+        "variant", "seed", "test set", "model", "images", "accuracy", "loss", "ROC AUC",
+    ]
+    .map(String::from)
+    .to_vec();
     blocks.push(Block::Table(Table { header, rows }));
 }
 
