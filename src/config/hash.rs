@@ -42,12 +42,17 @@ pub fn config_hash(cfg: &CellConfig, experiment_dir: &Path) -> String {
 /// The exact text `config_hash` hashes (see the module docs), for inspection and debugging.
 pub fn canonical_text(cfg: &CellConfig, experiment_dir: &Path) -> String {
     let mut cfg = cfg.clone();
-    match &mut cfg.dataset.source {
-        DataSource::Directories { train, validation } => {
+    match (&mut cfg.dataset.source, &cfg.dataset.known) {
+        // A fetched data set lies wherever the cache is on this machine: its name stands for it.
+        (DataSource::Directories { train, validation }, Some(name)) => {
+            *train = format!("known:{name}/train").into();
+            *validation = format!("known:{name}/validation").into();
+        }
+        (DataSource::Directories { train, validation }, None) => {
             *train = relative_to(train, experiment_dir).into();
             *validation = relative_to(validation, experiment_dir).into();
         }
-        DataSource::Synthetic(_) => {}
+        (DataSource::Synthetic(_), _) => {}
     }
     if let Weights::File { path, .. } = &mut cfg.model.weights {
         *path = relative_to(path, experiment_dir).into();

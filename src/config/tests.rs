@@ -651,6 +651,7 @@ fn lecture_file_is_the_notebook() {
             preprocessing: Preprocessing::Rescale,
             on_bad_image: OnBadImage::Error,
             augmentation: vec![],
+            known: None,
         },
         model: ModelConfig {
             architecture: "vgg16".into(),

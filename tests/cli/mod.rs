@@ -8,6 +8,7 @@ mod cross_cpu;
 mod device;
 mod errors;
 mod export;
+mod fetch;
 mod hash;
 mod interrupt;
 mod locks;
