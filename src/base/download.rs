@@ -113,7 +113,9 @@ pub fn download_part(
     };
     let length = response.body().content_length().map(|n| n + start);
     let bar = match progress {
-        Progress::Bar => ProgressBar::with_draw_target(length.or(size), ProgressDrawTarget::stderr()),
+        Progress::Bar => {
+            ProgressBar::with_draw_target(length.or(size), ProgressDrawTarget::stderr())
+        }
         Progress::Quiet => ProgressBar::hidden(),
     };
     if let Ok(style) =
@@ -229,7 +231,11 @@ mod tests {
                 }
                 log.lock().unwrap().push(range.clone());
                 let from: usize = range.as_deref().map_or(0, |r| r.parse().unwrap());
-                let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
+                let status = if from > 0 {
+                    "206 Partial Content"
+                } else {
+                    "200 OK"
+                };
                 let body = &BODY[from..];
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -282,7 +288,17 @@ mod tests {
         let part = dir.path().join("f.part");
         let (url, _) = serve(1, None);
         let err = download_part(&url, &part, Some(99), Progress::Quiet).unwrap_err();
-        assert!(matches!(err, DownloadError::Size { expected: 99, actual: 36, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DownloadError::Size {
+                    expected: 99,
+                    actual: 36,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(!part.exists());
     }
 

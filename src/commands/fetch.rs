@@ -147,7 +147,10 @@ fn list() -> anyhow::Result<Outcome> {
             Ok(path) => format!("present: {}", path.display()),
             Err(_) => format!("not fetched: {}", k.cache_path(&env).display()),
         };
-        println!("  {}: {} ({})\n    {}\n    {status}", k.name, k.file, k.expected, k.url);
+        println!(
+            "  {}: {} ({})\n    {}\n    {status}",
+            k.name, k.file, k.expected, k.url
+        );
     }
     Ok(Outcome::Success)
 }

@@ -349,6 +349,26 @@ name = "v"
         assert_ne!(a, pinned);
     }
 
+    /// A known data set keys by its name: the same on machines whose caches lie elsewhere.
+    #[test]
+    fn a_known_data_set_is_hashed_by_name_not_by_cache_location() {
+        let exp = parse(BASE, Path::new("/p/exp/h.toml")).unwrap();
+        let mut cfg = exp.variants[0].config.clone();
+        let at = |root: &str| DataSource::Directories {
+            train: Path::new(root).join("cats-and-dogs-filtered/train"),
+            validation: Path::new(root).join("cats-and-dogs-filtered/validation"),
+        };
+        cfg.dataset.known = Some("cats-and-dogs-filtered".into());
+        cfg.dataset.source = at("/home/a/.cache/runner/datasets");
+        let a = config_hash(&cfg, Path::new("/p/exp"));
+        cfg.dataset.source = at("/scratch/b/datasets");
+        assert_eq!(config_hash(&cfg, Path::new("/p/exp")), a);
+        assert!(canonical_text(&cfg, Path::new("/p/exp"))
+            .contains("\"train\":\"known:cats-and-dogs-filtered/train\""));
+        cfg.dataset.known = None;
+        assert_ne!(config_hash(&cfg, Path::new("/p/exp")), a);
+    }
+
     #[test]
     fn relative_to_keeps_parent_components_and_outside_paths() {
         let cases = [

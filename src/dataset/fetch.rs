@@ -55,8 +55,14 @@ pub fn fetch(
     let dir = known.dir(root);
     if known.is_present(root) {
         let path = known.record_path(root);
-        let record: FetchRecord = serde_json::from_slice(&std::fs::read(&path)?)
-            .with_context(|| format!("{}: unreadable; delete {} and fetch again", path.display(), dir.display()))?;
+        let record: FetchRecord =
+            serde_json::from_slice(&std::fs::read(&path)?).with_context(|| {
+                format!(
+                    "{}: unreadable; delete {} and fetch again",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
         return Ok(Fetched {
             dir,
             already: true,
@@ -77,43 +83,56 @@ pub fn fetch(
         let (sha256, size) = crate::base::hash::sha256_file(&archive)?;
         if size != known.size {
             std::fs::remove_file(&archive)?;
-            bail!("{}: {size} bytes, expected {}; removed it, fetch again", archive.display(), known.size);
+            bail!(
+                "{}: {size} bytes, expected {}; removed it, fetch again",
+                archive.display(),
+                known.size
+            );
         }
         verify(known, root, &archive, &sha256)?;
         sha256
     } else {
         let part = part_path(&archive);
-        log(&format!("{}: downloading {} ({} bytes)", known.name, known.url, known.size));
+        log(&format!(
+            "{}: downloading {} ({} bytes)",
+            known.name, known.url, known.size
+        ));
         download_part(&known.url, &part, Some(known.size), progress)?;
         let (sha256, _) = crate::base::hash::sha256_file(&part)?;
         verify(known, root, &part, &sha256)?;
-        std::fs::rename(&part, &archive)
-            .with_context(|| format!("cannot rename {} to {}", part.display(), archive.display()))?;
+        std::fs::rename(&part, &archive).with_context(|| {
+            format!("cannot rename {} to {}", part.display(), archive.display())
+        })?;
         sha256
     };
-    log(&format!("{}: {} verified (SHA-256 {sha256}); extracting", known.name, known.archive));
+    log(&format!(
+        "{}: {} verified (SHA-256 {sha256}); extracting",
+        known.name, known.archive
+    ));
 
     remove_abandoned(root, &known.name);
     let tmp = root.join(format!(".{}.extracting-{}", known.name, std::process::id()));
-    let extracted = extract(known, &archive, &tmp).and_then(|(train, validation, not_jfif, undecodable)| {
-        let record = FetchRecord {
-            name: known.name.clone(),
-            url: known.url.clone(),
-            size: known.size,
-            sha256: sha256.clone(),
-            train_files: train,
-            validation_files: validation,
-            dropped_not_jfif: not_jfif,
-            dropped_undecodable: undecodable,
-        };
-        let json = serde_json::to_vec_pretty(&record)?;
-        let path = tmp.join("fetched.json");
-        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        std::fs::File::open(&path)?.sync_all()?;
-        std::fs::rename(&tmp, &dir)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))?;
-        Ok(record)
-    });
+    let extracted =
+        extract(known, &archive, &tmp).and_then(|(train, validation, not_jfif, undecodable)| {
+            let record = FetchRecord {
+                name: known.name.clone(),
+                url: known.url.clone(),
+                size: known.size,
+                sha256: sha256.clone(),
+                train_files: train,
+                validation_files: validation,
+                dropped_not_jfif: not_jfif,
+                dropped_undecodable: undecodable,
+            };
+            let json = serde_json::to_vec_pretty(&record)?;
+            let path = tmp.join("fetched.json");
+            std::fs::write(&path, json)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::File::open(&path)?.sync_all()?;
+            std::fs::rename(&tmp, &dir)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))?;
+            Ok(record)
+        });
     match extracted {
         Ok(record) => {
             // The archive is no longer needed; the data set's files and record are what count.
@@ -150,7 +169,9 @@ fn verify(known: &KnownDataset, root: &Path, file: &Path, sha256: &str) -> anyho
     };
     match &known.sha256 {
         Sha256::Published(expected) if expected.eq_ignore_ascii_case(sha256) => Ok(()),
-        Sha256::Published(expected) => Err(mismatch(expected, format!("published: {}", known.source))),
+        Sha256::Published(expected) => {
+            Err(mismatch(expected, format!("published: {}", known.source)))
+        }
         Sha256::RecordedOnFirstDownload => {
             let record = known.recorded_sha256_path(root);
             match std::fs::read_to_string(&record) {
@@ -180,7 +201,10 @@ fn remove_abandoned(root: &Path, name: &str) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid != std::process::id() && !crate::base::process::process_alive(pid) {
@@ -269,9 +293,17 @@ fn extract(known: &KnownDataset, archive: &Path, tmp: &Path) -> anyhow::Result<E
     undecodable.sort();
     let validation = written
         .iter()
-        .filter(|(_, p)| p.strip_prefix(tmp).is_ok_and(|r| r.starts_with("validation")))
+        .filter(|(_, p)| {
+            p.strip_prefix(tmp)
+                .is_ok_and(|r| r.starts_with("validation"))
+        })
         .count();
-    Ok((written.len() - validation, validation, not_jfif, undecodable))
+    Ok((
+        written.len() - validation,
+        validation,
+        not_jfif,
+        undecodable,
+    ))
 }
 
 fn is_digits_jpg(file: &str) -> bool {
@@ -281,7 +313,9 @@ fn is_digits_jpg(file: &str) -> bool {
 
 /// TensorFlow Datasets' test: `JFIF` within the bytes `ZipExtFile.peek(10)` returns (up to 512).
 pub fn has_jfif_marker(bytes: &[u8]) -> bool {
-    bytes[..bytes.len().min(512)].windows(4).any(|w| w == b"JFIF")
+    bytes[..bytes.len().min(512)]
+        .windows(4)
+        .any(|w| w == b"JFIF")
 }
 
 /// The split of an archive member (`PetImages/Cat/12.jpg`): see the module docs.

@@ -112,8 +112,12 @@ pub fn catalogue() -> anyhow::Result<Vec<KnownDataset>> {
     let path = PathBuf::from(path);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{CATALOGUE_ENV}={}: cannot read it", path.display()))?;
-    let file: CatalogueFile = toml::from_str(&text)
-        .with_context(|| format!("{CATALOGUE_ENV}={}: not a data set catalogue", path.display()))?;
+    let file: CatalogueFile = toml::from_str(&text).with_context(|| {
+        format!(
+            "{CATALOGUE_ENV}={}: not a data set catalogue",
+            path.display()
+        )
+    })?;
     Ok(file
         .dataset
         .into_iter()
@@ -188,7 +192,9 @@ mod tests {
             all.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
             ["cats-and-dogs-filtered", "cats-vs-dogs"]
         );
-        assert!(all.iter().all(|k| k.url.starts_with("https://") && k.url.ends_with(&k.archive)));
+        assert!(all
+            .iter()
+            .all(|k| k.url.starts_with("https://") && k.url.ends_with(&k.archive)));
     }
 
     #[test]

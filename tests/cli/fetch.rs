@@ -33,8 +33,8 @@ fn png() -> Vec<u8> {
 fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     // Stored, not deflated: the archive is as large as its files (the full-disk test needs that).
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, bytes) in files {
         writer.start_file(name.as_str(), options).unwrap();
         writer.write_all(bytes).unwrap();
@@ -192,7 +192,10 @@ training.freeze = ["block*"]
     fn runner(&self) -> assert_cmd::Command {
         let mut cmd = runner();
         cmd.env("RUNNER_HOME", self.home.path().join("runner"))
-            .env("RUNNER_DATASET_CATALOGUE", self.home.path().join("catalogue.toml"))
+            .env(
+                "RUNNER_DATASET_CATALOGUE",
+                self.home.path().join("catalogue.toml"),
+            )
             .env("HOME", self.home.path())
             .current_dir(self.home.path());
         cmd
@@ -237,13 +240,24 @@ fn fetch_filters_splits_and_the_sweep_trains_on_it() {
 
     // Before fetching, the sweep says what to run.
     let out = s.runner().arg("sweep").arg(&exp).assert().code(1);
-    assert!(stderr(&out).contains("data set \"pets\" is not fetched"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("data set \"pets\" is not fetched"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("runner fetch"), "{}", stderr(&out));
 
-    let out = s.runner().args(["fetch", "-q"]).arg(&exp).assert().success();
+    let out = s
+        .runner()
+        .args(["fetch", "-q"])
+        .arg(&exp)
+        .assert()
+        .success();
     let text = stdout(&out);
     assert!(
-        text.contains("left out, no JFIF marker (2): PetImages/Cat/666.jpg, PetImages/Dog/11702.jpg"),
+        text.contains(
+            "left out, no JFIF marker (2): PetImages/Cat/666.jpg, PetImages/Dog/11702.jpg"
+        ),
         "{text}"
     );
     assert!(
@@ -269,22 +283,45 @@ fn fetch_filters_splits_and_the_sweep_trains_on_it() {
         }
     }
     let record = read_json(&dir.join("fetched.json"));
-    assert_eq!(record["train_files"].as_u64().unwrap() + record["validation_files"].as_u64().unwrap(), 59);
+    assert_eq!(
+        record["train_files"].as_u64().unwrap() + record["validation_files"].as_u64().unwrap(),
+        60
+    );
     // The root hashes printed are `runner hash`'s.
     for split in ["train", "validation"] {
-        let hash = s.runner().arg("hash").arg(dir.join(split)).assert().success();
+        let hash = s
+            .runner()
+            .arg("hash")
+            .arg(dir.join(split))
+            .assert()
+            .success();
         let root = stdout(&hash).trim().to_string();
-        assert!(text.contains(&format!("{split} root hash {root}")), "{text}");
+        assert!(
+            text.contains(&format!("{split} root hash {root}")),
+            "{text}"
+        );
     }
     // Only the data set is left: no archive, no partial files, no temporary directories.
     assert_eq!(
-        s.listing().iter().filter(|p| !p.starts_with("pets/")).collect::<Vec<_>>(),
+        s.listing()
+            .iter()
+            .filter(|p| !p.starts_with("pets/"))
+            .collect::<Vec<_>>(),
         ["pets"]
     );
 
     // Fetching again downloads nothing (the server would not answer a second request).
-    let out = s.runner().args(["fetch", "-q"]).arg(&exp).assert().success();
-    assert!(stdout(&out).contains("pets: present in"), "{}", stdout(&out));
+    let out = s
+        .runner()
+        .args(["fetch", "-q"])
+        .arg(&exp)
+        .assert()
+        .success();
+    assert!(
+        stdout(&out).contains("pets: present in"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(log.lock().unwrap().len(), 1);
 
     let out = s
@@ -295,6 +332,16 @@ fn fetch_filters_splits_and_the_sweep_trains_on_it() {
         .arg(s.home.path().join("results"))
         .assert();
     assert!(out.get_output().status.success(), "{}", stderr(&out));
+    let runs: Vec<PathBuf> = std::fs::read_dir(s.home.path().join("results"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .join("fetched/feature_extraction/seed-0/metrics.csv")
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(runs.len(), 1, "no trained cell");
 }
 
 /// A connection that breaks half-way keeps what arrived; the server then disappears (the next
@@ -308,19 +355,31 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     s.catalogue("filtered", "filtered", &url, &body, Some(&sha256(&body)));
     let exp = s.experiment("filtered");
     let out = s.runner().args(["fetch", "-q"]).arg(&exp).assert().code(1);
-    assert!(stderr(&out).contains("run the command again to resume"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run the command again to resume"),
+        "{}",
+        stderr(&out)
+    );
     let part = s.datasets().join("filtered.zip.part");
     assert_eq!(std::fs::read(&part).unwrap(), &body[..half]);
 
     // The server is gone now.
     let out = s.runner().args(["fetch", "-q"]).arg(&exp).assert().code(1);
-    assert!(stderr(&out).contains(&format!("downloading {url}: ")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("downloading {url}: ")),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&part).unwrap().len(), half);
     assert!(!s.datasets().join("filtered").exists());
 
     let (url2, log2) = serve(body.clone(), vec![None]);
     s.catalogue("filtered", "filtered", &url2, &body, Some(&sha256(&body)));
-    s.runner().args(["fetch", "-q"]).arg(&exp).assert().success();
+    s.runner()
+        .args(["fetch", "-q"])
+        .arg(&exp)
+        .assert()
+        .success();
     assert_eq!(*log.lock().unwrap(), [None]);
     assert_eq!(*log2.lock().unwrap(), [Some(half as u64)]);
     let record = read_json(&s.datasets().join("filtered/fetched.json"));
@@ -343,7 +402,10 @@ fn a_wrong_checksum_keeps_nothing() {
     let out = s.runner().args(["fetch", "-q"]).arg(&exp).assert().code(1);
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("SHA-256 is {}, but {wrong} is expected", sha256(&body))),
+        err.contains(&format!(
+            "SHA-256 is {}, but {wrong} is expected",
+            sha256(&body)
+        )),
         "{err}"
     );
     assert_eq!(s.listing(), Vec::<String>::new());
@@ -358,7 +420,11 @@ fn an_unpublished_checksum_is_recorded_and_then_enforced() {
     let (url, _) = serve(body.clone(), vec![None]);
     s.catalogue("filtered", "filtered", &url, &body, None);
     let exp = s.experiment("filtered");
-    s.runner().args(["fetch", "-q"]).arg(&exp).assert().success();
+    s.runner()
+        .args(["fetch", "-q"])
+        .arg(&exp)
+        .assert()
+        .success();
     let recorded = s.datasets().join("filtered.zip.sha256");
     assert_eq!(
         std::fs::read_to_string(&recorded).unwrap().trim(),

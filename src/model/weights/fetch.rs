@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::known::KnownWeights;
 use super::{FileHashes, WeightsError};
-use crate::base::download::{download_part, part_path};
 pub use crate::base::download::Progress as DownloadProgress;
+use crate::base::download::{download_part, part_path};
 
 /// Download `known` from `url` (default: its official URL) into `dir` (default: the cache),
 /// verify its published hash and return the final path and the file's hashes. An existing,

@@ -106,8 +106,8 @@ impl Ctx<'_> {
                  not several",
             ));
         }
-        let known =
-            crate::dataset::known::lookup(name).map_err(|e| self.err("dataset.known", e.to_string()))?;
+        let known = crate::dataset::known::lookup(name)
+            .map_err(|e| self.err("dataset.known", e.to_string()))?;
         let root = crate::dataset::known::data_root();
         Ok(DataSource::Directories {
             train: known.train_dir(&root),
