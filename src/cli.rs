@@ -42,5 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Predict(args) => commands::predict::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::BenchSweep(args) => commands::bench_sweep::run(args),
+        Command::Fetch(args) => commands::fetch::run(args),
     }
 }

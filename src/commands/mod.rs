@@ -10,6 +10,7 @@ pub mod compare;
 pub mod device;
 pub mod evaluate;
 pub mod export_model;
+pub mod fetch;
 pub mod flags;
 pub mod hash;
 pub mod interrupt;
@@ -123,6 +124,12 @@ pub enum Command {
     /// with decoded images cached, with both caches, and rerun on warm caches; prints seconds,
     /// speedup and peak memory, and writes CSV.
     BenchSweep(bench_sweep::BenchSweepArgs),
+    /// Download what an experiment names and lacks: known data sets (`dataset.known`) and known
+    /// weights, verified by size and SHA-256, resumable, extracted under a temporary name.
+    ///
+    /// Data sets go to $RUNNER_HOME/datasets, else $XDG_CACHE_HOME/runner/datasets, else
+    /// ~/.cache/runner/datasets; weights as `runner weights fetch` puts them.
+    Fetch(fetch::FetchArgs),
 }
 
 #[cfg(test)]

@@ -42,12 +42,17 @@ pub fn config_hash(cfg: &CellConfig, experiment_dir: &Path) -> String {
 /// The exact text `config_hash` hashes (see the module docs), for inspection and debugging.
 pub fn canonical_text(cfg: &CellConfig, experiment_dir: &Path) -> String {
     let mut cfg = cfg.clone();
-    match &mut cfg.dataset.source {
-        DataSource::Directories { train, validation } => {
+    match (&mut cfg.dataset.source, &cfg.dataset.known) {
+        // A fetched data set lies wherever the cache is on this machine: its name stands for it.
+        (DataSource::Directories { train, validation }, Some(name)) => {
+            *train = format!("known:{name}/train").into();
+            *validation = format!("known:{name}/validation").into();
+        }
+        (DataSource::Directories { train, validation }, None) => {
             *train = relative_to(train, experiment_dir).into();
             *validation = relative_to(validation, experiment_dir).into();
         }
-        DataSource::Synthetic(_) => {}
+        (DataSource::Synthetic(_), _) => {}
     }
     if let Weights::File { path, .. } = &mut cfg.model.weights {
         *path = relative_to(path, experiment_dir).into();
@@ -342,6 +347,26 @@ name = "v"
         assert_eq!(a, moved);
         assert_ne!(a, other);
         assert_ne!(a, pinned);
+    }
+
+    /// A known data set keys by its name: the same on machines whose caches lie elsewhere.
+    #[test]
+    fn a_known_data_set_is_hashed_by_name_not_by_cache_location() {
+        let exp = parse(BASE, Path::new("/p/exp/h.toml")).unwrap();
+        let mut cfg = exp.variants[0].config.clone();
+        let at = |root: &str| DataSource::Directories {
+            train: Path::new(root).join("cats-and-dogs-filtered/train"),
+            validation: Path::new(root).join("cats-and-dogs-filtered/validation"),
+        };
+        cfg.dataset.known = Some("cats-and-dogs-filtered".into());
+        cfg.dataset.source = at("/home/a/.cache/runner/datasets");
+        let a = config_hash(&cfg, Path::new("/p/exp"));
+        cfg.dataset.source = at("/scratch/b/datasets");
+        assert_eq!(config_hash(&cfg, Path::new("/p/exp")), a);
+        assert!(canonical_text(&cfg, Path::new("/p/exp"))
+            .contains("\"train\":\"known:cats-and-dogs-filtered/train\""));
+        cfg.dataset.known = None;
+        assert_ne!(config_hash(&cfg, Path::new("/p/exp")), a);
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct DatasetConfig {
     pub preprocessing: Preprocessing,
     pub on_bad_image: OnBadImage,
     pub augmentation: Vec<AugmentStep>,
+    /// The known data set whose fetched copy `source` names (`dataset.known`); the configuration
+    /// hash then holds this name instead of the cache's location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

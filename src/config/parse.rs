@@ -146,7 +146,10 @@ fn pretrain_place(stage: &PretrainSpec, rel: &KeyPath) -> Option<KeyPath> {
                 .as_ref()
                 .is_some_and(|t| t.contains_key(first));
             // The data source is the stage's own even when it is missing.
-            let own = matches!(first, "synthetic" | "train_dir" | "validation_dir" | "");
+            let own = matches!(
+                first,
+                "synthetic" | "train_dir" | "validation_dir" | "known" | ""
+            );
             (written || own).then(|| stage_key.key("dataset").join(&rest))
         }
         _ => None,

@@ -98,6 +98,10 @@ pub struct DatasetSpec {
     /// Generate a deterministic synthetic data set instead of reading `train_dir`/`validation_dir`.
     #[serde(default)]
     pub synthetic: Option<SyntheticSpec>,
+    /// A known data set that `runner fetch` downloads into the cache (e.g. "cats-and-dogs-filtered"),
+    /// instead of `train_dir`/`validation_dir`.
+    #[serde(default)]
+    pub known: Option<String>,
     /// [height, width] every image is resized to.
     #[serde(default = "default_image_size")]
     pub image_size: [u32; 2],
@@ -120,6 +124,7 @@ impl Default for DatasetSpec {
             train_dir: None,
             validation_dir: None,
             synthetic: None,
+            known: None,
             image_size: default_image_size(),
             batch_size: default_batch_size(),
             shuffle: ShuffleMode::default(),

@@ -639,18 +639,29 @@ fn lecture_file_is_the_notebook() {
     assert_eq!(exp.seeds, [0, 1, 2]);
     assert_eq!(exp.base_dir, dir);
 
+    // The images are the tutorial's filtered set, fetched into the data cache (wherever that is).
+    let source = exp.variants[0].config.dataset.source.clone();
+    let DataSource::Directories { train, validation } = &source else {
+        panic!("{source:?}");
+    };
+    assert!(
+        train.ends_with("datasets/cats-and-dogs-filtered/train"),
+        "{train:?}"
+    );
+    assert!(
+        validation.ends_with("datasets/cats-and-dogs-filtered/validation"),
+        "{validation:?}"
+    );
     let notebook = CellConfig {
         dataset: DatasetConfig {
-            source: DataSource::Directories {
-                train: dir.join("../data/cats_vs_dogs/train"),
-                validation: dir.join("../data/cats_vs_dogs/validation"),
-            },
+            source,
             image_size: [150, 150],
             batch_size: 32,
             shuffle: ShuffleMode::Keras,
             preprocessing: Preprocessing::Rescale,
             on_bad_image: OnBadImage::Error,
             augmentation: vec![],
+            known: Some("cats-and-dogs-filtered".into()),
         },
         model: ModelConfig {
             architecture: "vgg16".into(),

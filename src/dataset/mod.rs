@@ -5,7 +5,7 @@
 //! or memory, or nothing: decode again when used), `batches` assembles each epoch's batches of a
 //! `Split` (order from `epoch_order`, augmentation for training only, preprocessing), and `Data`
 //! pairs the training and validation splits. `synthetic` writes a generated data set as ordinary
-//! class folders.
+//! class folders. `known` and `fetch` are the data sets `runner fetch` downloads.
 //!
 //! This module turns files into batches of plain `f32` pixels; it never touches the engine
 //! (`model`/`train` convert batches to tensors). Errors name the file or directory concerned.
@@ -13,8 +13,10 @@
 pub mod batches;
 pub mod decode;
 mod error;
+pub mod fetch;
 pub mod image_cache;
 pub mod index;
+pub mod known;
 mod order;
 pub mod synthetic;
 

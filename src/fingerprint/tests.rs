@@ -141,6 +141,7 @@ fn files_a_split_skipped_are_not_in_its_manifest() {
         preprocessing: Preprocessing::Rescale,
         on_bad_image: OnBadImage::Skip,
         augmentation: vec![],
+        known: None,
     };
     let split = Split::open(dir.path(), &cfg).unwrap();
     assert_eq!(split.skipped.len(), 1);

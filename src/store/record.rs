@@ -252,6 +252,7 @@ impl RunRecord {
                     preprocessing: Preprocessing::Rescale,
                     on_bad_image: OnBadImage::Error,
                     augmentation: vec![],
+                    known: None,
                 },
                 model: ModelConfig {
                     architecture: "vgg16".into(),

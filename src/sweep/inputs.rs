@@ -179,6 +179,15 @@ pub fn open_data(
     options: &SweepOptions,
 ) -> anyhow::Result<PreparedData> {
     let (train_dir, validation_dir) = data_dirs(&dataset.source, &options.results)?;
+    if let Some(name) = &dataset.known {
+        if !train_dir.is_dir() || !validation_dir.is_dir() {
+            anyhow::bail!(
+                "data set \"{name}\" is not fetched (it goes to {}): run `runner fetch \
+                 EXPERIMENT.toml` first",
+                train_dir.parent().unwrap_or(&train_dir).display()
+            );
+        }
+    }
     if let DataSource::Synthetic(_) = dataset.source {
         options.progress.line(&format!(
             "synthetic data set: {}",

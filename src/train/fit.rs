@@ -329,6 +329,7 @@ mod tests {
             preprocessing: Preprocessing::Rescale,
             on_bad_image: OnBadImage::Error,
             augmentation,
+            known: None,
         }
     }
 

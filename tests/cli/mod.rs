@@ -9,6 +9,7 @@ mod device;
 mod errors;
 mod evaluate;
 mod export;
+mod fetch;
 mod hash;
 mod interrupt;
 mod locks;

@@ -20,6 +20,7 @@ fn config(on_bad_image: OnBadImage) -> DatasetConfig {
         preprocessing: Preprocessing::Rescale,
         on_bad_image,
         augmentation: Vec::new(),
+        known: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn config(size: u32) -> DatasetConfig {
         preprocessing: Preprocessing::Rescale,
         on_bad_image: OnBadImage::Error,
         augmentation: Vec::new(),
+        known: None,
     }
 }
 

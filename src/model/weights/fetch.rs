@@ -1,23 +1,14 @@
-//! `runner weights fetch`: download a known weights file into the cache, hashing while it
-//! streams, and keep it only if the hash is the published one. The file is written under a
-//! temporary name in the destination directory and renamed into place, so the cache never holds
-//! a partial or unverified file.
+//! `runner weights fetch`: download a known weights file into the cache and keep it only if its
+//! hash is the published one. The download goes to `<file>.part` in the destination directory
+//! (resumed after an interruption, `base::download`) and is renamed into place once verified, so
+//! the cache never holds a partial or unverified file under the final name.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::known::KnownWeights;
-use super::{FileHashes, Hashes, WeightsError};
-
-/// Whether to draw a progress bar (on stderr) while downloading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownloadProgress {
-    Bar,
-    Quiet,
-}
+use super::{FileHashes, WeightsError};
+pub use crate::base::download::Progress as DownloadProgress;
+use crate::base::download::{download_part, part_path};
 
 /// Download `known` from `url` (default: its official URL) into `dir` (default: the cache),
 /// verify its published hash and return the final path and the file's hashes. An existing,
@@ -40,80 +31,30 @@ pub fn fetch(
         path: dir.into(),
         source,
     })?;
-    let tmp = dir.join(format!(".{}.{}.download", known.file, std::process::id()));
-    let result = download(url, &tmp, progress).and_then(|hashes| {
+    let part = part_path(&dest);
+    download_part(url, &part, None, progress).map_err(|e| WeightsError::Download {
+        url: url.into(),
+        message: match e {
+            crate::base::download::DownloadError::Http { message, .. } => message,
+            other => other.to_string(),
+        },
+    })?;
+    let verified = super::hash_file(&part).and_then(|hashes| {
         known.verify(&dest, &hashes)?;
-        std::fs::rename(&tmp, &dest).map_err(|source| WeightsError::Io {
+        std::fs::rename(&part, &dest).map_err(|source| WeightsError::Io {
             path: dest.clone(),
             source,
         })?;
         Ok(hashes)
     });
-    match result {
+    match verified {
         Ok(hashes) => Ok((dest, hashes)),
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            // A finished download with the wrong hash is no use to resume from.
+            let _ = std::fs::remove_file(&part);
             Err(e)
         }
     }
-}
-
-/// Stream `url` into `path`, returning the hashes of what was written.
-fn download(
-    url: &str,
-    path: &Path,
-    progress: DownloadProgress,
-) -> Result<FileHashes, WeightsError> {
-    let fail = |message: String| WeightsError::Download {
-        url: url.into(),
-        message,
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        // A stalled transfer fails instead of hanging forever; a slow one is fine.
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
-    let length = response.body().content_length();
-    let bar = match progress {
-        DownloadProgress::Bar => {
-            ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr())
-        }
-        DownloadProgress::Quiet => ProgressBar::hidden(),
-    };
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-    {
-        bar.set_style(style);
-    }
-    let mut reader = response.body_mut().as_reader();
-    let io = |source| WeightsError::Io {
-        path: path.into(),
-        source,
-    };
-    let mut file = std::fs::File::create(path).map_err(io)?;
-    let mut hashes = Hashes::default();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).map_err(io)?;
-        hashes.update(&buf[..n]);
-        total += n as u64;
-        bar.set_position(total);
-    }
-    file.sync_all().map_err(io)?;
-    bar.finish_and_clear();
-    if let Some(expected) = length {
-        if total != expected {
-            return Err(fail(format!("received {total} of {expected} bytes")));
-        }
-    }
-    Ok(hashes.finish())
 }
 
 #[cfg(test)]
@@ -122,7 +63,7 @@ mod tests {
     use crate::config::Preprocessing;
     use crate::model::weights::known::{Expected, OtherCache};
     use crate::model::weights::WeightsFormat;
-    use std::io::BufRead;
+    use std::io::{BufRead, Write};
     use std::net::TcpListener;
 
     /// Serve `body` over HTTP on 127.0.0.1 for `requests` requests; return the base URL.

@@ -119,15 +119,12 @@ impl Env {
     /// The runner's own weights cache: `$RUNNER_HOME/weights`, else
     /// `$XDG_CACHE_HOME/runner/weights`, else `~/.cache/runner/weights`.
     pub fn cache_dir(&self) -> PathBuf {
-        if let Some(home) = &self.runner_home {
-            return home.join("weights");
-        }
-        let cache = self
-            .xdg_cache_home
-            .clone()
-            .or_else(|| self.home.as_ref().map(|h| h.join(".cache")))
-            .unwrap_or_else(|| PathBuf::from(".cache"));
-        cache.join("runner").join("weights")
+        crate::base::download::cache_root(
+            self.runner_home.as_deref(),
+            self.xdg_cache_home.as_deref(),
+            self.home.as_deref(),
+        )
+        .join("weights")
     }
 
     fn other_cache_dir(&self, cache: OtherCache) -> Option<PathBuf> {

@@ -12,7 +12,9 @@ impl Ctx<'_> {
             "dataset.train_dir",
             "dataset.validation_dir",
         ];
-        let source =
+        let source = if let Some(name) = &d.known {
+            self.known_source(d, name)?
+        } else {
             match (&d.train_dir, &d.validation_dir, &d.synthetic) {
                 (Some(train), Some(validation), None) => DataSource::Directories {
                     train: self.path("dataset.train_dir", train)?,
@@ -62,7 +64,8 @@ impl Ctx<'_> {
                      (or use [dataset.synthetic] instead)",
                     ))
                 }
-            };
+            }
+        };
 
         let [height, width] = d.image_size;
         if height < 32 || width < 32 {
@@ -89,6 +92,26 @@ impl Ctx<'_> {
             preprocessing: d.preprocessing,
             on_bad_image: d.on_bad_image,
             augmentation: d.augmentation.clone(),
+            known: d.known.clone(),
+        })
+    }
+
+    /// `dataset.known`: the fetched copy's directories in the data cache (present or not; the
+    /// sweep says to run `runner fetch` when they are missing).
+    fn known_source(&self, d: &DatasetSpec, name: &str) -> Result<DataSource, ConfigError> {
+        if d.train_dir.is_some() || d.validation_dir.is_some() || d.synthetic.is_some() {
+            return Err(self.err(
+                "dataset.known",
+                "give either known, or train_dir and validation_dir, or [dataset.synthetic], \
+                 not several",
+            ));
+        }
+        let known = crate::dataset::known::lookup(name)
+            .map_err(|e| self.err("dataset.known", e.to_string()))?;
+        let root = crate::dataset::known::data_root();
+        Ok(DataSource::Directories {
+            train: known.train_dir(&root),
+            validation: known.validation_dir(&root),
         })
     }
 
