@@ -104,11 +104,11 @@ start_munge() {
     chmod 0400 /etc/munge/munge.key
   fi
   if [ "$(id -u)" = 0 ]; then
-    su -s /bin/sh munge -c "munged --pid-file=/run/munge/dev-munged.pid" \
+    su -s /bin/sh munge -c "munged --pid-file=/run/munge/dev-munged.pid" 9>&- \
       || { say "munged did not start"; exit 1; }
     cp /run/munge/dev-munged.pid "$DIR/run/munged.pid"
   else
-    munged || { say "munged did not start"; exit 1; }
+    munged 9>&- || { say "munged did not start"; exit 1; }
     pgrep -nx munged >"$DIR/run/munged.pid"
   fi
 }
@@ -116,10 +116,10 @@ start_munge() {
 start_daemons() {
   export SLURM_CONF="$CONF"
   if ! alive "$DIR/run/slurmctld.pid"; then
-    slurmctld -f "$CONF" || { say "slurmctld did not start: $(tail -n 5 "$DIR/log/slurmctld.log" 2>/dev/null)"; exit 1; }
+    slurmctld -f "$CONF" 9>&- || { say "slurmctld did not start: $(tail -n 5 "$DIR/log/slurmctld.log" 2>/dev/null)"; exit 1; }
   fi
   if ! alive "$DIR/run/slurmd.pid"; then
-    slurmd -f "$CONF" || { say "slurmd did not start: $(tail -n 5 "$DIR/log/slurmd.log" 2>/dev/null)"; exit 1; }
+    slurmd -f "$CONF" 9>&- || { say "slurmd did not start: $(tail -n 5 "$DIR/log/slurmd.log" 2>/dev/null)"; exit 1; }
   fi
   # Wait until the node takes jobs.
   local i
@@ -151,6 +151,7 @@ case "${1:-}" in
   start)
     install
     mkdir -p "$DIR"
+    # One start at a time (tests start it concurrently); the daemons do not inherit the lock.
     exec 9>"$DIR/.start.lock"
     flock 9
     [ -f "$CONF" ] || configure

@@ -40,5 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::ExportModel(args) => commands::export_model::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::BenchSweep(args) => commands::bench_sweep::run(args),
+        Command::Cancel(args) => commands::cancel::run(args),
+        Command::SlurmTask(args) => commands::slurm_task::run(args),
     }
 }

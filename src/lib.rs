@@ -23,3 +23,4 @@ pub mod reproduce;
 pub mod store;
 pub mod sweep;
 pub mod train;
+pub mod slurm;

@@ -5,6 +5,7 @@ pub mod augment_preview;
 pub mod bench;
 pub mod bench_sweep;
 pub mod cache;
+pub mod cancel;
 pub mod check;
 pub mod compare;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod interrupt;
 pub mod outcome;
 pub mod report;
 pub mod reproduce;
+pub mod slurm_task;
 pub mod status;
 pub mod summary;
 pub mod sweep;
@@ -108,6 +110,12 @@ pub enum Command {
     /// with decoded images cached, with both caches, and rerun on warm caches; prints seconds,
     /// speedup and peak memory, and writes CSV.
     BenchSweep(bench_sweep::BenchSweepArgs),
+    /// Cancel an experiment's pending and running Slurm jobs (`runner sweep --slurm`); with
+    /// --variant / --seed, only those cells' tasks.
+    Cancel(cancel::CancelArgs),
+    /// What a job of `runner sweep --slurm` runs on a node (not for direct use).
+    #[command(hide = true)]
+    SlurmTask(slurm_task::SlurmTaskArgs),
 }
 
 #[cfg(test)]

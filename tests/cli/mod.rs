@@ -15,6 +15,7 @@ mod pretrain;
 mod report;
 mod reproduce;
 mod resume;
+mod slurm;
 mod stage;
 mod summary;
 mod sweep;
