@@ -54,7 +54,9 @@ fn watch_slurm_signals(stop: Arc<AtomicBool>, requeue: Arc<AtomicBool>) {
         use tokio::signal::unix::SignalKind;
         let (stop2, requeue2) = (stop.clone(), requeue);
         watch(SignalKind::user_defined1(), move || {
-            eprintln!("SIGUSR1: the time limit is near; stopping after the current batch to requeue");
+            eprintln!(
+                "SIGUSR1: the time limit is near; stopping after the current batch to requeue"
+            );
             requeue2.store(true, Ordering::SeqCst);
             stop2.store(true, Ordering::SeqCst);
         });

@@ -84,8 +84,7 @@ fn json(
     let mut matched = vec![false; jobs.len()];
     for r in reproduce::find_runs(layout, experiment) {
         let rec = &r.record;
-        let (status, lock) =
-            crate::store::lock_status::shown_status(&r.dir, rec.status, &settings);
+        let (status, lock) = crate::store::lock_status::shown_status(&r.dir, rec.status, &settings);
         let state = rec.code_state.clone().unwrap_or_default();
         let job = jobs.iter().position(|j| {
             j.experiment == rec.experiment

@@ -178,7 +178,9 @@ fn run_slurm(
     };
     let ids: Vec<String> = [
         sub.stage_job.as_ref().map(|j| format!("stage {j}")),
-        sub.array_job.as_ref().map(|j| format!("cells {j}_[0-{}]", sub.cells.len() - 1)),
+        sub.array_job
+            .as_ref()
+            .map(|j| format!("cells {j}_[0-{}]", sub.cells.len() - 1)),
         sub.report_job.as_ref().map(|j| format!("report {j}")),
     ]
     .into_iter()
@@ -202,10 +204,7 @@ fn run_slurm(
             println!("{} / seed {}: {m}", r.cell.variant, r.cell.seed);
         }
     }
-    if results
-        .iter()
-        .any(|r| r.status != Some(Status::Done))
-    {
+    if results.iter().any(|r| r.status != Some(Status::Done)) {
         return Ok(Outcome::CellsFailed);
     }
     Ok(Outcome::Success)

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use device::DeviceChoice;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
-    OnBadImage, Preprocessing, ShuffleMode, SlurmSettings, SyntheticSpec, SyntheticTask, KNOWN_WEIGHTS, STAGES,
+    OnBadImage, Preprocessing, ShuffleMode, SlurmSettings, SyntheticSpec, SyntheticTask,
+    KNOWN_WEIGHTS, STAGES,
 };
 
 /// The name of the single variant of an experiment without `[[variants]]`.

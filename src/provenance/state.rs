@@ -67,7 +67,10 @@ impl CodeState {
             Some(_) => {
                 let path = results.code_diff(&dir_name);
                 Some(std::fs::read(&path).with_context(|| {
-                    format!("cannot read the submitted code state's diff {}", path.display())
+                    format!(
+                        "cannot read the submitted code state's diff {}",
+                        path.display()
+                    )
                 })?)
             }
         };

@@ -92,7 +92,10 @@ pub fn job_name(experiment: &str) -> String {
 
 /// Every submission of `experiment` (of every experiment: `None`) under the results directory,
 /// with its directory.
-pub fn submissions(results: &ResultsLayout, experiment: Option<&str>) -> Vec<(PathBuf, Submission)> {
+pub fn submissions(
+    results: &ResultsLayout,
+    experiment: Option<&str>,
+) -> Vec<(PathBuf, Submission)> {
     let mut found = Vec::new();
     let Ok(states) = std::fs::read_dir(&results.root) else {
         return found;
@@ -126,12 +129,18 @@ pub struct CellJob {
 }
 
 /// The array tasks of `experiment` (of all: `None`) that squeue knows, newest submission last.
-pub fn cell_jobs(results: &ResultsLayout, experiment: Option<&str>) -> anyhow::Result<Vec<CellJob>> {
+pub fn cell_jobs(
+    results: &ResultsLayout,
+    experiment: Option<&str>,
+) -> anyhow::Result<Vec<CellJob>> {
     let subs = submissions(results, experiment);
     if subs.is_empty() {
         return Ok(vec![]);
     }
-    let mut names: Vec<String> = subs.iter().map(|(_, s)| job_name(&s.experiment.name)).collect();
+    let mut names: Vec<String> = subs
+        .iter()
+        .map(|(_, s)| job_name(&s.experiment.name))
+        .collect();
     names.sort();
     names.dedup();
     let listed = jobs::squeue(&names.join(","))?;

@@ -41,7 +41,7 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
     let plan = Plan::new(req.experiment, options.epochs)?;
     let experiment = &plan.experiment;
     let cells = sweep::select_cells(&plan, options)?;
-    let (code, mut todo, stage_needed, mut skipped) =
+    let (code, mut todo, stage_needed, skipped) =
         match sweep::prepare(&plan, &cells, options, sweep::stage::Training::Never) {
             Ok(inputs) => {
                 let mut todo = Vec::new();
@@ -84,7 +84,6 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
     todo.retain(|c| !active.contains(&(c.variant.clone(), c.seed)));
     let active = before - todo.len();
     if todo.is_empty() {
-        skipped += 0;
         return Ok(Submitted {
             submission: None,
             skipped,
@@ -322,9 +321,7 @@ fn outcome(
             dir,
             last: r.last,
             seconds: 0.0,
-            message: r
-                .message
-                .map(|m| format!("{m} (log: {})", log.display())),
+            message: r.message.map(|m| format!("{m} (log: {})", log.display())),
         },
         None => CellResult {
             cell: cell.clone(),

@@ -100,9 +100,7 @@ pub fn run(
                 .collect();
             match sweep::prepare(&plan, &cells, &options, training) {
                 Ok(_) => Ok(TaskEnd::Done),
-                Err(e) if e.is::<sweep::stage::StageInterrupted>() => {
-                    finish_interrupted(requeue)
-                }
+                Err(e) if e.is::<sweep::stage::StageInterrupted>() => finish_interrupted(requeue),
                 Err(e) => Err(e),
             }
         }

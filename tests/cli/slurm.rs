@@ -87,7 +87,10 @@ fn a_slurm_sweep_equals_a_local_one_and_resubmitting_submits_nothing() {
     assert!(state.join("tinyslurm/report/report.md").is_file(), "{out}");
     let (code, again) = sweep(dir.path(), &conf, &exp, "cluster", &["--slurm"]);
     assert_eq!(code, 0, "{again}");
-    assert!(again.contains("nothing to submit: 4 cell(s) done"), "{again}");
+    assert!(
+        again.contains("nothing to submit: 4 cell(s) done"),
+        "{again}"
+    );
 }
 
 #[test]
@@ -107,7 +110,9 @@ fn sbatch_refusing_the_job_is_one_error_in_its_words_and_nothing_is_submitted() 
     assert!(out.contains("nothing was submitted"), "{out}");
     assert!(out.to_lowercase().contains("partition"), "{out}");
     let state = code_state_dir(&dir.path().join("results"));
-    let subs = std::fs::read_dir(state.join(".slurm")).map(|d| d.count()).unwrap_or(0);
+    let subs = std::fs::read_dir(state.join(".slurm"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(subs, 0, "no submission is left behind");
 }
 
