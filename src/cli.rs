@@ -43,5 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bench(args) => commands::bench::run(args),
         Command::BenchSweep(args) => commands::bench_sweep::run(args),
         Command::Fetch(args) => commands::fetch::run(args),
+        Command::Cancel(args) => commands::cancel::run(args),
+        Command::SlurmTask(args) => commands::slurm_task::run(args),
     }
 }

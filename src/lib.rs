@@ -21,6 +21,7 @@ pub mod plan;
 pub mod provenance;
 pub mod report;
 pub mod reproduce;
+pub mod slurm;
 pub mod store;
 pub mod sweep;
 pub mod train;

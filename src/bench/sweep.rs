@@ -163,6 +163,7 @@ fn compare(
             feature_cache,
             cache_memory: crate::base::memory::default_memory_budget(),
             jobs,
+            pinned_code: None,
             device: Some(crate::config::DeviceChoice::Cpu),
         };
         let stop = Arc::new(AtomicBool::new(false));

@@ -5,6 +5,7 @@ pub mod augment_preview;
 pub mod bench;
 pub mod bench_sweep;
 pub mod cache;
+pub mod cancel;
 pub mod check;
 pub mod compare;
 pub mod device;
@@ -18,6 +19,7 @@ pub mod outcome;
 pub mod predict;
 pub mod report;
 pub mod reproduce;
+pub mod slurm_task;
 pub mod status;
 pub mod summary;
 pub mod sweep;
@@ -130,6 +132,12 @@ pub enum Command {
     /// Data sets go to $RUNNER_HOME/datasets, else $XDG_CACHE_HOME/runner/datasets, else
     /// ~/.cache/runner/datasets; weights as `runner weights fetch` puts them.
     Fetch(fetch::FetchArgs),
+    /// Cancel an experiment's pending and running Slurm jobs (`runner sweep --slurm`); with
+    /// --variant / --seed, only those cells' tasks.
+    Cancel(cancel::CancelArgs),
+    /// What a job of `runner sweep --slurm` runs on a node (not for direct use).
+    #[command(hide = true)]
+    SlurmTask(slurm_task::SlurmTaskArgs),
 }
 
 #[cfg(test)]

@@ -50,6 +50,29 @@ pub struct SweepArgs {
     /// Cells trained at once; the CPU threads are divided between them.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
+    #[command(flatten)]
+    pub slurm: SlurmFlags,
+}
+
+/// `--slurm`: submit the cells to a Slurm cluster instead of training them here.
+#[derive(Debug, clap::Args)]
+pub struct SlurmFlags {
+    /// Submit one Slurm job array (a task per cell that needs running) instead of training
+    /// here, and return; the experiment's [slurm] table sets the jobs' resources.
+    #[arg(long, conflicts_with = "jobs")]
+    pub slurm: bool,
+    /// With --slurm: follow the jobs to the end, print the table, exit as a local sweep would.
+    #[arg(long, requires = "slurm")]
+    pub wait: bool,
+    /// With --slurm: the partition (overrides [slurm] partition).
+    #[arg(long, requires = "slurm", value_name = "NAME")]
+    pub partition: Option<String>,
+    /// With --slurm: each task's time limit, as sbatch takes it (overrides [slurm] time).
+    #[arg(long, requires = "slurm", value_name = "TIME")]
+    pub time: Option<String>,
+    /// With --slurm: tasks running at once (overrides [slurm] max_parallel).
+    #[arg(long, requires = "slurm", value_name = "N")]
+    pub max_parallel: Option<u32>,
 }
 
 /// Which cells to run, and where their results go.
@@ -91,7 +114,23 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
             .cache_memory
             .unwrap_or_else(crate::base::memory::default_memory_budget),
         jobs: args.jobs as usize,
+        pinned_code: None,
     };
+    if args.slurm.slurm {
+        let flags = args.slurm;
+        let mut settings = experiment.slurm.clone().unwrap_or_default();
+        settings.partition = flags.partition.or(settings.partition);
+        settings.time = flags.time.or(settings.time);
+        settings.max_parallel = flags.max_parallel.or(settings.max_parallel);
+        let request = crate::slurm::submit::Request {
+            experiment: &experiment,
+            options: &options,
+            settings,
+            cache_memory: args.cache_memory,
+            report: !args.no_report,
+        };
+        return run_slurm(request, flags.wait, args.quiet);
+    }
     let results = match sweep::run(&experiment, &options, &stop) {
         Ok(results) => results,
         Err(e) => match e.downcast_ref::<sweep::stage::StageInterrupted>() {
@@ -118,6 +157,54 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
         .iter()
         .any(|r| matches!(r.status, Some(Status::Failed | Status::Diverged)))
     {
+        return Ok(Outcome::CellsFailed);
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--slurm`: submit, print the jobs, and with `--wait` follow them and exit as a local sweep.
+fn run_slurm(
+    request: crate::slurm::submit::Request<'_>,
+    wait: bool,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let submitted = crate::slurm::submit::submit(request)?;
+    let Some((dir, sub)) = submitted.submission else {
+        println!(
+            "nothing to submit: {} cell(s) done or failed earlier, {} pending or running",
+            submitted.skipped, submitted.active
+        );
+        return Ok(Outcome::Success);
+    };
+    let ids: Vec<String> = [
+        sub.stage_job.as_ref().map(|j| format!("stage {j}")),
+        sub.array_job
+            .as_ref()
+            .map(|j| format!("cells {j}_[0-{}]", sub.cells.len() - 1)),
+        sub.report_job.as_ref().map(|j| format!("report {j}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!(
+        "submitted {} cell(s) ({} skipped, {} pending or running): {}; logs in {}",
+        sub.cells.len(),
+        submitted.skipped,
+        submitted.active,
+        ids.join(", "),
+        dir.join("logs").display()
+    );
+    if !wait {
+        return Ok(Outcome::Success);
+    }
+    let results = crate::slurm::submit::follow(&dir, &sub, quiet)?;
+    println!("\n{}", progress::summary_table(&results));
+    for r in &results {
+        if let Some(m) = r.message.as_ref().or(r.skipped.as_ref()) {
+            println!("{} / seed {}: {m}", r.cell.variant, r.cell.seed);
+        }
+    }
+    if results.iter().any(|r| r.status != Some(Status::Done)) {
         return Ok(Outcome::CellsFailed);
     }
     Ok(Outcome::Success)

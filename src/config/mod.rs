@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use device::DeviceChoice;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
-    OnBadImage, Preprocessing, ShuffleMode, SyntheticSpec, SyntheticTask, KNOWN_WEIGHTS, STAGES,
+    OnBadImage, Preprocessing, ShuffleMode, SlurmSettings, SyntheticSpec, SyntheticTask,
+    KNOWN_WEIGHTS, STAGES,
 };
 
 /// The name of the single variant of an experiment without `[[variants]]`.
@@ -52,6 +53,9 @@ pub struct Experiment {
     /// The `[pretrain]` stage, when the file declares one.
     #[serde(default)]
     pub pretrain: Option<Stage>,
+    /// The `[slurm]` table: job resources for `runner sweep --slurm`. Not part of any run key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<spec::SlurmSettings>,
 }
 
 /// A training stage that runs before the cells that load its weights (`[pretrain]`): the

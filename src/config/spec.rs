@@ -40,6 +40,43 @@ pub struct ExperimentSpec {
     /// load its conv base with `model.weights = { stage = "pretrain" }`.
     #[serde(default)]
     pub pretrain: Option<PretrainSpec>,
+    /// `[slurm]`: how `runner sweep --slurm` submits the cells. Never part of a run key.
+    #[serde(default)]
+    pub slurm: Option<SlurmSettings>,
+}
+
+/// `[slurm]`: the resources each job asks for (`runner sweep --slurm`; flags override them).
+/// Where a cell runs does not change what it is: none of this enters a run key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// Time limit of one task, in sbatch's form ("30", "1:00:00", "2-00:00:00").
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per task, in sbatch's form ("8G").
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`); such tasks train with `--device cuda`.
+    #[serde(default)]
+    pub gpus_per_task: Option<u32>,
+    /// Tasks of the array running at once (`--array=...%N`).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// Seconds before the time limit at which a task is told to stop after its batch, keep its
+    /// checkpoint and be requeued (`--signal=B:USR1@N`). Default 120.
+    #[serde(default)]
+    pub signal_seconds: Option<u32>,
+    /// More sbatch options, passed as they are (e.g. ["--constraint=avx2"]).
+    #[serde(default)]
+    pub extra: Vec<String>,
 }
 
 /// `[pretrain]`: the network of `[model]` (architecture, channels, conv_init) trained from

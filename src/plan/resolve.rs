@@ -79,6 +79,7 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         variants,
         device: spec.device,
         pretrain: stage,
+        slurm: spec.slurm.clone(),
     })
 }
 

@@ -57,6 +57,34 @@ impl CodeState {
         })
     }
 
+    /// The code state recorded as `provenance` on another host (a Slurm submission): its diff
+    /// is read back from `<results>/<code-state>/code.diff`, so that tasks file their cells
+    /// under the code state that was submitted, whatever the tree holds meanwhile.
+    pub fn pinned(provenance: Provenance, results: &ResultsLayout) -> anyhow::Result<CodeState> {
+        let dir_name = code_label(&provenance);
+        let diff = match &provenance.diff_sha256 {
+            None => None,
+            Some(_) => {
+                let path = results.code_diff(&dir_name);
+                Some(std::fs::read(&path).with_context(|| {
+                    format!(
+                        "cannot read the submitted code state's diff {}",
+                        path.display()
+                    )
+                })?)
+            }
+        };
+        Ok(CodeState {
+            hash: code_hash(&provenance),
+            dir_name,
+            diff,
+            provenance,
+            environment: environment("cpu"),
+            warning: None,
+            diff_stored: Mutex::new(true),
+        })
+    }
+
     /// Store the diff as `<results>/<code-state>/code.diff` (`provenance.diff_file`), once per
     /// code state rather than in every cell: a cell's run.json names it and records its
     /// SHA-256. A file already there with that hash is kept; a missing or damaged one is

@@ -36,5 +36,6 @@ pub(super) fn options(results: ResultsLayout, progress: Progress, force: bool) -
         feature_cache: true,
         cache_memory: crate::base::memory::default_memory_budget(),
         jobs: 1,
+        pinned_code: None,
     }
 }

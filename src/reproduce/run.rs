@@ -72,6 +72,7 @@ pub fn reproduce(
         // checked on the CPU (bitwise), a GPU run on the GPU.
         device: device.unwrap_or_else(|| rec.device.parse().unwrap_or(DeviceChoice::Cpu)),
         pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
+        slurm: None,
     };
     let plan = Plan::new(&experiment, None)?;
     let cell = &plan.cells[0];

@@ -178,6 +178,44 @@ pub struct RunRecord {
     /// detail with identical results: not part of the run key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_cache: Option<FeatureCacheRecord>,
+    /// The Slurm job that trained the cell, when it ran in one (an execution detail: not part
+    /// of the run key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmJob>,
+}
+
+/// The Slurm job a cell ran in, from the variables Slurm sets in a job's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmJob {
+    /// `SLURM_JOB_ID`: this task's own job id.
+    pub job_id: String,
+    /// `SLURM_ARRAY_JOB_ID` and `SLURM_ARRAY_TASK_ID`, for a task of a job array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task_id: Option<u32>,
+    /// `SLURMD_NODENAME`.
+    #[serde(default)]
+    pub node: String,
+    /// `SLURM_RESTART_COUNT`: how often the task was requeued before this run (0 at first).
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl SlurmJob {
+    /// The job this process runs in, or `None` outside Slurm.
+    pub fn from_env() -> Option<SlurmJob> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Some(SlurmJob {
+            job_id: var("SLURM_JOB_ID")?,
+            array_job_id: var("SLURM_ARRAY_JOB_ID"),
+            array_task_id: var("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse().ok()),
+            node: var("SLURMD_NODENAME").unwrap_or_default(),
+            restarts: var("SLURM_RESTART_COUNT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+    }
 }
 
 /// How a cell used the frozen-prefix feature cache.
@@ -205,6 +243,7 @@ impl RunRecord {
     pub fn test_record() -> Self {
         use crate::config::*;
         RunRecord {
+            slurm: None,
             run_key: None,
             key: None,
             code_state: None,

@@ -30,7 +30,7 @@ use crate::provenance::CodeState;
 use crate::store::{ResultsLayout, Status};
 use crate::train::features::FeatureCache;
 use crate::train::EpochMetrics;
-pub use cell::run_cell;
+pub use cell::{run_cell, skip_reason};
 pub use inputs::{data_dirs, fingerprint, image_cache, input_paths, Inputs, PreparedData};
 pub use progress::Progress;
 
@@ -62,6 +62,9 @@ pub struct SweepOptions {
     pub cache_memory: u64,
     /// Cells run at once.
     pub jobs: usize,
+    /// The code state to file cells under, as recorded when a Slurm submission was prepared;
+    /// `None`: read it from the work tree.
+    pub pinned_code: Option<crate::store::record::Provenance>,
 }
 
 /// How one cell ended.
@@ -178,10 +181,13 @@ pub fn prepare(
     let mut inputs = Inputs {
         data: BTreeMap::new(),
         weights: BTreeMap::new(),
-        code: CodeState::read_excluding(
-            &experiment.base_dir,
-            &input_paths(experiment, &options.results),
-        )?,
+        code: match &options.pinned_code {
+            Some(p) => CodeState::pinned(p.clone(), &options.results)?,
+            None => CodeState::read_excluding(
+                &experiment.base_dir,
+                &input_paths(experiment, &options.results),
+            )?,
+        },
         stages: BTreeMap::new(),
         features: FeatureCache::new(
             Some(options.results.cache_dir().join("features")),

@@ -17,6 +17,7 @@ mod pretrain;
 mod report;
 mod reproduce;
 mod resume;
+mod slurm;
 mod stage;
 mod summary;
 mod sweep;

@@ -146,3 +146,26 @@ pub fn run_cell(
         message,
     })
 }
+
+/// Why a sweep would not train `cell` now (done already, failed earlier), or `None` when it
+/// would train or resume it: the decision of `run_cell`, from what is on disk, without its lock.
+pub fn skip_reason(
+    plan: &Plan,
+    cell: &CellPlan,
+    inputs: &Inputs,
+    options: &SweepOptions,
+) -> Option<String> {
+    let (_, key) = inputs.run_key(cell);
+    let dir = options
+        .results
+        .cell_dir(&inputs.code.dir_name, &plan.experiment.name, &cell.cell);
+    match decide(
+        &decide::on_disk(&dir),
+        &key,
+        options.force,
+        options.retry_failed,
+    ) {
+        Action::Skip(reason) => Some(reason),
+        _ => None,
+    }
+}

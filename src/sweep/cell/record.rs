@@ -88,6 +88,7 @@ pub(super) fn running(
             })
         }),
         feature_cache: Some(cache.record.clone()),
+        slurm: crate::store::record::SlurmJob::from_env(),
     }
 }
 
