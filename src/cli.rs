@@ -40,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::ExportModel(args) => commands::export_model::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::BenchSweep(args) => commands::bench_sweep::run(args),
+        Command::Export(command) => commands::export_mlflow::run(command),
     }
 }

@@ -22,4 +22,5 @@ pub mod report;
 pub mod reproduce;
 pub mod store;
 pub mod sweep;
+pub mod track;
 pub mod train;

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod check;
 pub mod compare;
 pub mod device;
+pub mod export_mlflow;
 pub mod export_model;
 pub mod flags;
 pub mod hash;
@@ -108,6 +109,9 @@ pub enum Command {
     /// with decoded images cached, with both caches, and rerun on warm caches; prints seconds,
     /// speedup and peak memory, and writes CSV.
     BenchSweep(bench_sweep::BenchSweepArgs),
+    /// Export cells to a tracking server (`runner export mlflow`).
+    #[command(subcommand)]
+    Export(export_mlflow::ExportCommand),
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod resume;
 mod stage;
 mod summary;
 mod sweep;
+mod track;
 mod weights;
 
 use std::path::{Path, PathBuf};
