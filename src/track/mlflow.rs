@@ -294,7 +294,12 @@ fn tags(record: &RunRecord, run_key: &str) -> Vec<Value> {
 /// run.json's `config`, flattened: `training.optimizer.learning_rate = 0.001`; lists and
 /// nulls as their JSON text.
 fn params(record: &RunRecord) -> Vec<Value> {
-    let config = serde_json::to_value(&record.config).unwrap_or(Value::Null);
+    // Through the JSON text, as run.json has it: `to_value` would widen an f32 such as 0.1 to
+    // 0.10000000149011612.
+    let config = serde_json::to_vec(&record.config)
+        .ok()
+        .and_then(|text| serde_json::from_slice(&text).ok())
+        .unwrap_or(Value::Null);
     let mut out = Vec::new();
     flatten("", &config, &mut out);
     out.into_iter()

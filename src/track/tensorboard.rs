@@ -211,13 +211,14 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::manual_rotate)]
     fn records_are_framed_and_masked_as_tfrecord() {
         let mut out = Vec::new();
         record(&mut out, b"abc");
         assert_eq!(out.len(), 8 + 4 + 3 + 4);
         assert_eq!(&out[..8], &3u64.to_le_bytes());
         assert_eq!(&out[12..15], b"abc");
-        // The mask: rotate right 15, add 0xa282ead8 (TensorFlow's crc32c::Mask).
+        // The mask: rotate right 15, add 0xa282ead8, spelled as TensorFlow's crc32c::Mask does.
         let crc = crc32c(b"abc");
         let masked = ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8);
         assert_eq!(&out[15..], &masked.to_le_bytes());

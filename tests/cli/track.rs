@@ -82,6 +82,9 @@ fn sweep_killed_after_two_epochs(
                 break p;
             }
         }
+        let finished = find_code_state_dir(results)
+            .is_some_and(|d| d.join(format!("tiny/{variant}/seed-{seed}")).exists());
+        assert!(!finished, "the cell finished before it could be killed");
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "training did not start"
@@ -126,17 +129,11 @@ fn a_resumed_cell_s_events_say_what_its_metrics_say_with_no_step_twice() {
     let exp = tiny_experiment(dir.path(), "");
     let text = std::fs::read_to_string(&exp)
         .unwrap()
-        .replace("epochs = 2", "epochs = 4");
+        .replace("epochs = 2", "epochs = 6");
     std::fs::write(&exp, text).unwrap();
-    let args = [
-        "--variant",
-        "feature_extraction",
-        "--seed",
-        "0",
-        "--no-report",
-    ];
+    let args = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
     let results = dir.path().join("results");
-    let partial = sweep_killed_after_two_epochs(&exp, &results, &args, "feature_extraction", 0);
+    let partial = sweep_killed_after_two_epochs(&exp, &results, &args, "fine_tuning_aug", 0);
     // As a crash between metrics.csv and the checkpoint leaves it: one epoch more in metrics.csv
     // and in the event file than the checkpoint covers. The resumed cell trains that epoch again.
     let metrics_path = partial.join("metrics.csv");
@@ -163,12 +160,12 @@ fn a_resumed_cell_s_events_say_what_its_metrics_say_with_no_step_twice() {
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(stdout.contains("resuming after epoch"), "{stdout}");
-    let cell = cell_dir(&results, "tiny", "feature_extraction", 0);
+    let cell = cell_dir(&results, "tiny", "fine_tuning_aug", 0);
     assert_eq!(
         runner::store::read_metrics(&cell.join("metrics.csv"))
             .unwrap()
             .len(),
-        4
+        6
     );
     read_tensorboard(&python, &code_state_dir(&results).join("tiny"), &[cell]);
 }
@@ -300,17 +297,11 @@ fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_n
     let exp = tiny_experiment(dir.path(), "");
     let text = std::fs::read_to_string(&exp)
         .unwrap()
-        .replace("epochs = 2", "epochs = 4");
+        .replace("epochs = 2", "epochs = 6");
     std::fs::write(&exp, text).unwrap();
     let results = dir.path().join("results");
-    let seed0 = [
-        "--variant",
-        "feature_extraction",
-        "--seed",
-        "0",
-        "--no-report",
-    ];
-    let running = sweep_killed_after_two_epochs(&exp, &results, &seed0, "feature_extraction", 0);
+    let seed0 = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
+    let running = sweep_killed_after_two_epochs(&exp, &results, &seed0, "fine_tuning_aug", 0);
 
     // No server: one clear error, and the results are as they were.
     let before = tree(&results);
@@ -344,7 +335,7 @@ fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_n
             "--quiet",
             "--no-report",
             "--variant",
-            "feature_extraction",
+            "fine_tuning_aug",
         ])
         .arg(&exp)
         .arg("--results")
@@ -352,7 +343,7 @@ fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_n
         .assert()
         .success();
     let cells: Vec<PathBuf> = [0, 1]
-        .map(|s| cell_dir(&results, "tiny", "feature_extraction", s))
+        .map(|s| cell_dir(&results, "tiny", "fine_tuning_aug", s))
         .to_vec();
     let out = export(&server.uri, &results).success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
