@@ -45,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fetch(args) => commands::fetch::run(args),
         Command::Cancel(args) => commands::cancel::run(args),
         Command::SlurmTask(args) => commands::slurm_task::run(args),
+        Command::Export(command) => commands::export_mlflow::run(command),
     }
 }

@@ -24,4 +24,5 @@ pub mod reproduce;
 pub mod slurm;
 pub mod store;
 pub mod sweep;
+pub mod track;
 pub mod train;

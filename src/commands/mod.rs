@@ -10,6 +10,7 @@ pub mod check;
 pub mod compare;
 pub mod device;
 pub mod evaluate;
+pub mod export_mlflow;
 pub mod export_model;
 pub mod fetch;
 pub mod flags;
@@ -138,6 +139,9 @@ pub enum Command {
     /// What a job of `runner sweep --slurm` runs on a node (not for direct use).
     #[command(hide = true)]
     SlurmTask(slurm_task::SlurmTaskArgs),
+    /// Export cells to a tracking server (`runner export mlflow`).
+    #[command(subcommand)]
+    Export(export_mlflow::ExportCommand),
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod slurm;
 mod stage;
 mod summary;
 mod sweep;
+mod track;
 mod weights;
 
 use std::path::{Path, PathBuf};

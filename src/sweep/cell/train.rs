@@ -14,6 +14,7 @@ use crate::sweep::feature_cache::CellCache;
 use crate::sweep::files::RESUME_CHECKPOINT;
 use crate::sweep::inputs::PreparedData;
 use crate::sweep::progress::{self, Progress};
+use crate::track::{self, tensorboard};
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer, Running};
 
 /// A cell's network with its optimizer, ready to train.
@@ -58,6 +59,7 @@ impl Trainee {
             return Ok((CellWriter::start(final_dir, record)?, 1));
         };
         let writer = CellWriter::resume(final_dir, record, after_epoch)?;
+        write_events(&writer)?;
         let restored = checkpoint::load(
             &writer.work_dir().join(RESUME_CHECKPOINT),
             &self.network,
@@ -134,6 +136,19 @@ fn save_trained(network: &Network, path: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// The cell's TensorBoard events, rewritten from its metrics (so they always agree, also after
+/// a resume dropped epochs the checkpoint did not cover).
+fn write_events(writer: &CellWriter) -> anyhow::Result<()> {
+    let record = &writer.record;
+    tensorboard::write(
+        writer.work_dir(),
+        writer.metrics(),
+        track::learning_rate(&record.config.training.optimizer),
+        tensorboard::unix_seconds(&record.started_at),
+    )?;
+    Ok(())
+}
+
 struct CellObserver<'a> {
     writer: &'a mut CellWriter,
     progress: &'a Progress,
@@ -160,6 +175,7 @@ impl Observer for CellObserver<'_> {
             save_trained(network, &self.writer.work_dir().join(BEST_TRAINED_FILE))?;
         }
         self.writer.epoch(m)?;
+        write_events(self.writer)?;
         self.progress.line(&progress::epoch_line(
             m,
             self.writer.record.config.training.epochs,
