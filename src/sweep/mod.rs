@@ -72,11 +72,45 @@ pub struct CellResult {
     pub status: Option<Status>,
     /// Why it was not run.
     pub skipped: Option<String>,
+    /// For a skipped cell, the status it has on disk under its run key (None: none that counts,
+    /// e.g. another sweep holds it).
+    pub skipped_status: Option<Status>,
     /// Where its files are (the final directory, or `.partial` when unfinished).
     pub dir: PathBuf,
     pub last: Option<EpochMetrics>,
     pub seconds: f64,
     pub message: Option<String>,
+}
+
+impl CellResult {
+    /// The status the cell has after this sweep, whether it ran now or earlier.
+    pub fn status_now(&self) -> Option<Status> {
+        self.status.or(self.skipped_status)
+    }
+
+    /// Why the cell is not done after this sweep, and what to do; None when it is done.
+    pub fn not_done(&self) -> Option<String> {
+        const DIVERGED: &str =
+            "change its training settings (e.g. a lower learning rate); `--force` reruns it";
+        let message = || {
+            self.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        };
+        let why = match (self.status_now(), &self.skipped) {
+            (Some(Status::Done), _) => return None,
+            (Some(Status::Diverged), Some(reason)) => format!("{reason}; {DIVERGED}"),
+            (_, Some(reason)) => reason.clone(),
+            (Some(Status::Failed), None) => format!(
+                "failed{}; fix the cause, then `runner sweep --retry-failed` resumes it",
+                message()
+            ),
+            (Some(Status::Diverged), None) => format!("diverged{}; {DIVERGED}", message()),
+            (_, None) => "interrupted; `runner sweep` resumes it".to_string(),
+        };
+        Some(why)
+    }
 }
 
 /// The cells of `plan` selected by `options`, in matrix order.
