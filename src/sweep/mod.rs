@@ -208,6 +208,9 @@ pub fn prepare(
     stages: stage::Training<'_>,
 ) -> anyhow::Result<Inputs> {
     let experiment = &plan.experiment;
+    // Temporaries that killed sweeps left in the caches (only their own key's next write would
+    // otherwise find them).
+    crate::store::caches::remove_dead_temporaries(&options.results.cache_dir());
     let budget = Arc::new(MemoryBudget::new(options.cache_memory));
     let mut inputs = Inputs {
         data: BTreeMap::new(),
