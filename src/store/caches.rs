@@ -14,7 +14,12 @@ use crate::base::fs::remove_orphans;
 pub fn temporary_writer_pid(name: &str) -> Option<u32> {
     let writer = match name.rsplit_once(".tmp-") {
         Some((_, writer)) => writer,
-        None => name.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.')?.1,
+        None => {
+            name.strip_prefix('.')?
+                .strip_suffix(".tmp")?
+                .rsplit_once('.')?
+                .1
+        }
     };
     writer.split('-').next()?.parse().ok()
 }
@@ -218,6 +223,9 @@ mod tests {
         );
         assert_eq!(temporaries(dir.path()).files, 3);
         let table = usage_table(dir.path());
-        assert!(table.contains("not counted: 3 temporary file(s)"), "{table}");
+        assert!(
+            table.contains("not counted: 3 temporary file(s)"),
+            "{table}"
+        );
     }
 }

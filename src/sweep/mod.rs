@@ -230,16 +230,23 @@ pub fn prepare(
     for cell in cells {
         let variant = &cell.variant;
         let cfg = &variant.config;
-        let context = || {
-            format!(
-                "variant \"{}\" of {}",
-                variant.name,
-                experiment.file.display()
+        let data_context = || {
+            written_at(experiment, &variant.name, "[dataset]", "dataset", |c| {
+                c.dataset.source == cfg.dataset.source
+            })
+        };
+        let weights_context = || {
+            written_at(
+                experiment,
+                &variant.name,
+                "[model] weights",
+                "model.weights",
+                |c| c.model.weights == cfg.model.weights,
             )
         };
         if let Entry::Vacant(slot) = inputs.data.entry(variant.data_key.clone()) {
             let prepared = inputs::open_data(&cfg.dataset, true, &inputs.images, options)
-                .with_context(context)?;
+                .with_context(data_context)?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}, hash {}",
                 prepared.data.train.len(),
@@ -262,17 +269,47 @@ pub fn prepare(
                         options,
                     )?;
                     let loaded = weights::load_conv_base(&outcome.checkpoint, arch, &cpu)
-                        .with_context(|| format!("{}: model.weights", context()))?;
+                        .with_context(weights_context)?;
                     inputs.stages.insert(stage.stage.name.clone(), outcome);
                     loaded
                 }
-                None => weights::load(&cfg.model.weights, arch, &cpu)
-                    .with_context(|| format!("{}: model.weights", context()))?,
+                None => {
+                    weights::load(&cfg.model.weights, arch, &cpu).with_context(weights_context)?
+                }
             };
             slot.insert(loaded);
         }
     }
     Ok(inputs)
+}
+
+/// Where the setting of `variant` that `same` compares is written, for an error about it: the
+/// base section (`base_key`) when every variant has it, else `variant_key` in the variants that
+/// have it. A shared setting is not blamed on the first variant that uses it.
+fn written_at(
+    experiment: &Experiment,
+    variant: &str,
+    base_key: &str,
+    variant_key: &str,
+    same: impl Fn(&crate::config::CellConfig) -> bool,
+) -> String {
+    let file = experiment.file.display();
+    let sharing: Vec<String> = experiment
+        .variants
+        .iter()
+        .filter(|v| same(&v.config))
+        .map(|v| format!("\"{}\"", v.name))
+        .collect();
+    if sharing.len() == experiment.variants.len() {
+        return format!("{file}: {base_key} (every variant's)");
+    }
+    let names = if sharing.is_empty() {
+        format!("\"{variant}\"")
+    } else {
+        sharing.join(", ")
+    };
+    let plural = if sharing.len() > 1 { "s" } else { "" };
+    format!("{file}: {variant_key} of variant{plural} {names}")
 }
 
 /// The device the sweep trains on: `--device`, else the experiment file's `device`.

@@ -38,14 +38,14 @@ pub fn fetch(
     let url = url.unwrap_or(known.url);
     std::fs::create_dir_all(dir).map_err(|source| WeightsError::Io {
         path: dir.into(),
-        source,
+        error: source,
     })?;
     let tmp = dir.join(format!(".{}.{}.download", known.file, std::process::id()));
     let result = download(url, &tmp, progress).and_then(|hashes| {
         known.verify(&dest, &hashes)?;
         std::fs::rename(&tmp, &dest).map_err(|source| WeightsError::Io {
             path: dest.clone(),
-            source,
+            error: source,
         })?;
         Ok(hashes)
     });
@@ -90,7 +90,7 @@ fn download(
     let mut reader = response.body_mut().as_reader();
     let io = |source| WeightsError::Io {
         path: path.into(),
-        source,
+        error: source,
     };
     let mut file = std::fs::File::create(path).map_err(io)?;
     let mut hashes = Hashes::default();
