@@ -17,6 +17,7 @@ mod reproduce;
 mod resume;
 mod stage;
 mod summary;
+mod truthful;
 mod sweep;
 mod weights;
 
