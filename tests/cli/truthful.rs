@@ -267,3 +267,59 @@ fn retry_failed_over_cells_never_run_does_not_exit_0() {
         "{log}"
     );
 }
+
+/// A missing weights file or data directory: the error says the system's cause once, and names
+/// where the setting is written — the base section when every variant shares it, the variant
+/// that sets it otherwise — instead of blaming the first variant that uses it.
+#[test]
+fn input_errors_name_where_the_setting_is_written_and_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(dir.path(), 1, "");
+    let shared_weights = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("weights = \"none\"", "weights = { file = \"missing.safetensors\" }");
+    std::fs::write(&exp, &shared_weights).unwrap();
+    let results = dir.path().join("results");
+    let (code, log) = sweep(&exp, &results, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("tiny.toml: [model] weights (every variant's): ")
+            && log.contains("missing.safetensors: cannot read weights: No such file or directory")
+            && !log.contains("variant \"feature_extraction\""),
+        "{log}"
+    );
+    assert_eq!(log.matches("(os error 2)").count(), 1, "{log}");
+
+    let own_weights = experiment(
+        dir.path(),
+        1,
+        "[[variants]]\nname = \"pretrained\"\nmodel.weights = { file = \"mine.safetensors\" }\n",
+    );
+    let (code, log) = sweep(&own_weights, &results, &["--variant", "pretrained"]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("tiny.toml: model.weights of variant \"pretrained\": "),
+        "{log}"
+    );
+
+    let text = std::fs::read_to_string(&exp).unwrap();
+    let data = text.replace(
+        "[dataset.synthetic]",
+        "train_dir = \"nothing/train\"\nvalidation_dir = \"nothing/validation\"\n\n[unused]",
+    );
+    let start = data.find("[unused]").unwrap();
+    let end = data.find("[model]").unwrap();
+    let data = format!("{}{}", &data[..start], &data[end..]).replace(
+        "weights = { file = \"missing.safetensors\" }",
+        "weights = \"none\"",
+    );
+    std::fs::write(&exp, data).unwrap();
+    let (code, log) = sweep(&exp, &results, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("tiny.toml: [dataset] (every variant's): ")
+            && log.contains("nothing/train")
+            && !log.contains("variant \"feature_extraction\""),
+        "{log}"
+    );
+}
