@@ -17,8 +17,8 @@ mod reproduce;
 mod resume;
 mod stage;
 mod summary;
-mod truthful;
 mod sweep;
+mod truthful;
 mod weights;
 
 use std::path::{Path, PathBuf};

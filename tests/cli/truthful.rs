@@ -144,7 +144,9 @@ fn a_full_disk_stops_the_sweep_with_one_message_and_leaves_the_cell_resumable() 
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(
-        stderr.matches("No space left on device (os error 28)").count(),
+        stderr
+            .matches("No space left on device (os error 28)")
+            .count(),
         1,
         "the cause is said once:\n{stderr}"
     );
@@ -162,10 +164,17 @@ fn a_full_disk_stops_the_sweep_with_one_message_and_leaves_the_cell_resumable() 
     );
 
     std::fs::remove_file(&filler).unwrap();
-    let (code, log) = sweep(&exp, &results, &["--variant", "fine_tuning_aug", "--no-report"]);
+    let (code, log) = sweep(
+        &exp,
+        &results,
+        &["--variant", "fine_tuning_aug", "--no-report"],
+    );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("resuming after epoch"), "{log}");
-    assert!(log.contains("every cell of the selected matrix is done"), "{log}");
+    assert!(
+        log.contains("every cell of the selected matrix is done"),
+        "{log}"
+    );
 }
 
 /// A results directory on a read-only file system whose selected cells are all done: the sweep
@@ -185,7 +194,10 @@ fn a_read_only_results_directory_of_done_cells_exits_0() {
     let (code, log) = sweep(&exp, &results, &args);
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(log.matches("skipped: done already").count(), 2, "{log}");
-    assert!(log.contains("every cell of the selected matrix is done"), "{log}");
+    assert!(
+        log.contains("every cell of the selected matrix is done"),
+        "{log}"
+    );
 }
 
 /// A failed cell is not done: every plain rerun skips it and exits 3, naming the cell, why, and
@@ -259,7 +271,13 @@ fn retry_failed_over_cells_never_run_does_not_exit_0() {
     let (code, log) = sweep(
         &exp,
         &results,
-        &["--variant", "feature_extraction", "--seed", "0", "--retry-failed"],
+        &[
+            "--variant",
+            "feature_extraction",
+            "--seed",
+            "0",
+            "--retry-failed",
+        ],
     );
     assert_eq!(code, Some(6), "{log}");
     assert!(
@@ -275,9 +293,10 @@ fn retry_failed_over_cells_never_run_does_not_exit_0() {
 fn input_errors_name_where_the_setting_is_written_and_their_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(dir.path(), 1, "");
-    let shared_weights = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("weights = \"none\"", "weights = { file = \"missing.safetensors\" }");
+    let shared_weights = std::fs::read_to_string(&exp).unwrap().replace(
+        "weights = \"none\"",
+        "weights = { file = \"missing.safetensors\" }",
+    );
     std::fs::write(&exp, &shared_weights).unwrap();
     let results = dir.path().join("results");
     let (code, log) = sweep(&exp, &results, &[]);

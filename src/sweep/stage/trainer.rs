@@ -128,6 +128,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
                 epoch,
                 kept: observer.metrics.len(),
                 partial,
+                waiting: false,
             }
             .into());
         }
