@@ -115,13 +115,18 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Fill the file system holding `path` to its last page: every later write fails with ENOSPC.
-fn fill(path: &Path) {
+/// Fill the file system holding `path` but for `free` pages of 4 KiB: room for the cell's small
+/// files (metrics.csv, run.json: a page or two each), none for its checkpoint (six pages), so
+/// that the write that fails is the checkpoint's and a `failed` record could still be written.
+fn fill(path: &Path, free: u64) {
     use std::io::Write;
     let mut f = std::fs::File::create(path).unwrap();
     let page = [0u8; 4096];
     while f.write_all(&page).is_ok() {}
     let _ = f.sync_all();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(free * 4096) / 4096 * 4096)
+        .unwrap();
 }
 
 /// The disk fills while a cell trains: the sweep stops at once (the next cell does not start)
@@ -139,7 +144,7 @@ fn a_full_disk_stops_the_sweep_with_one_message_and_leaves_the_cell_resumable() 
     let child = spawn_sweep(&exp, &results, &["--variant", "fine_tuning_aug"]);
     let partial = wait_for_checkpoint(&results, "fine_tuning_aug", 0);
     let filler = results.join("filler");
-    fill(&filler);
+    fill(&filler, 3);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
