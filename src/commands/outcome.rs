@@ -13,7 +13,8 @@ pub enum Outcome {
     Error,
     /// Bad command-line usage: clap reports it and exits with this code before a command runs.
     Usage,
-    /// The sweep ran but at least one cell failed or diverged.
+    /// The sweep ran but at least one cell of the selected matrix failed or diverged, in this
+    /// sweep or an earlier one (a human must act: fix the cause, `--retry-failed`).
     CellsFailed,
     /// `reproduce` found a changed input (nothing trained).
     InputsChanged,
@@ -21,17 +22,22 @@ pub enum Outcome {
     MetricsDiffer,
     /// Interrupted by Ctrl-C (finished epochs are kept).
     Interrupted,
+    /// The sweep ran but some cells of the selected matrix are not done although none failed:
+    /// another sweep holds them, or `--retry-failed` left them out. Apart from `CellsFailed` so
+    /// that a script can tell "wait and rerun" (this one) from "a human must look" (3).
+    CellsPending,
 }
 
 impl Outcome {
     /// Every outcome, in the order of their codes.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Success,
         Outcome::Error,
         Outcome::Usage,
         Outcome::CellsFailed,
         Outcome::InputsChanged,
         Outcome::MetricsDiffer,
+        Outcome::CellsPending,
         Outcome::Interrupted,
     ];
 
@@ -44,6 +50,7 @@ impl Outcome {
             Outcome::CellsFailed => 3,
             Outcome::InputsChanged => 4,
             Outcome::MetricsDiffer => 5,
+            Outcome::CellsPending => 6,
             Outcome::Interrupted => 130,
         }
     }
@@ -54,9 +61,12 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Error => "error (experiment file, data, weights, results)",
             Outcome::Usage => "usage",
-            Outcome::CellsFailed => "some cells failed or diverged",
+            Outcome::CellsFailed => "some cells failed or diverged (now or earlier)",
             Outcome::InputsChanged => "reproduce: an input changed",
             Outcome::MetricsDiffer => "reproduce: metrics differ",
+            Outcome::CellsPending => {
+                "some cells are not done: held by another sweep or not selected (rerun later)"
+            }
             Outcome::Interrupted => "interrupted",
         }
     }

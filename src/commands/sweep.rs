@@ -153,13 +153,33 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
         eprintln!("interrupted: finished epochs are kept in the cells' .partial directories");
         return Ok(Outcome::Interrupted);
     }
-    if results
+    Ok(matrix_outcome(&results))
+}
+
+/// A sweep succeeds only when every cell of the selected matrix is done, whether this sweep
+/// trained it or an earlier one did: a script that reruns until exit 0 must not stop with cells
+/// missing. The cells that are not done are listed, each with why and what to do.
+fn matrix_outcome(results: &[sweep::CellResult]) -> Outcome {
+    let not_done: Vec<(&sweep::CellResult, String)> = results
         .iter()
-        .any(|r| matches!(r.status, Some(Status::Failed | Status::Diverged)))
-    {
-        return Ok(Outcome::CellsFailed);
+        .filter_map(|r| r.not_done().map(|why| (r, why)))
+        .collect();
+    if not_done.is_empty() {
+        println!("every cell of the selected matrix is done");
+        return Outcome::Success;
     }
-    Ok(Outcome::Success)
+    eprintln!("{} cell(s) not done:", not_done.len());
+    for (r, why) in &not_done {
+        eprintln!("  {} / seed {}: {why}", r.cell.variant, r.cell.seed);
+    }
+    let failed = not_done
+        .iter()
+        .any(|(r, _)| matches!(r.status_now(), Some(Status::Failed | Status::Diverged)));
+    if failed {
+        Outcome::CellsFailed
+    } else {
+        Outcome::CellsPending
+    }
 }
 
 /// `--slurm`: submit, print the jobs, and with `--wait` follow them and exit as a local sweep.

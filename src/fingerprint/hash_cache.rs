@@ -140,7 +140,13 @@ impl StatCache {
             files: self.files.clone(),
         })
         .map_err(|e| err(e.to_string()))?;
-        crate::base::fs::write_atomic(file, &bytes).map_err(|e| err(e.root_cause().to_string()))?;
+        // The system's error alone: the message already names the file.
+        crate::base::fs::write_atomic(file, &bytes).map_err(|e| {
+            err(match e.downcast_ref::<crate::base::fs::WriteError>() {
+                Some(w) => w.error.to_string(),
+                None => e.root_cause().to_string(),
+            })
+        })?;
         self.changed = false;
         Ok(())
     }

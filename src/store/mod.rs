@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::base::fs::write_atomic;
+use crate::base::fs::{create_dir_all, remove_temporaries, write_atomic};
 use crate::config::Cell;
 use crate::train::EpochMetrics;
 pub use record::{RunRecord, Status};
@@ -143,8 +143,7 @@ impl CellWriter {
             fs::remove_dir_all(&work_dir)
                 .with_context(|| format!("cannot clear {}", work_dir.display()))?;
         }
-        fs::create_dir_all(&work_dir)
-            .with_context(|| format!("cannot create {}", work_dir.display()))?;
+        create_dir_all(&work_dir)?;
         let w = CellWriter {
             final_dir,
             work_dir,
@@ -228,6 +227,9 @@ impl CellWriter {
         if !matches!(status, Status::Done | Status::Diverged) {
             return Ok(self.work_dir);
         }
+        // Temporary files that a killed writer left (`write_atomic`'s) stay out of the
+        // finished cell: nothing else writes into this directory while its lock is held.
+        remove_temporaries(&self.work_dir);
         if self.final_dir.exists() {
             // Keep the result being replaced (a --force rerun, or new inputs under the same code).
             let old_key = read_record(&self.final_dir)
@@ -315,7 +317,18 @@ mod tests {
             !final_dir.exists(),
             "nothing appears under the final name before the cell finishes"
         );
+        // A temporary left by a writer killed in the middle of a write (kill -9).
+        let orphan = w.work_dir().join(".metrics.csv.4194999.tmp");
+        fs::write(&orphan, b"half a file").unwrap();
         assert_eq!(w.finish(Status::Done, None).unwrap(), final_dir);
+        let names: Vec<String> = fs::read_dir(&final_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.ends_with(".tmp")),
+            "a temporary reached the finished cell: {names:?}"
+        );
         assert_eq!(
             read_metrics(&final_dir.join("metrics.csv")).unwrap().len(),
             1

@@ -113,6 +113,14 @@ pub fn input_paths(experiment: &Experiment, results: &ResultsLayout) -> Vec<Path
     out
 }
 
+/// Save the file-hash cache. It only saves hashing the files again, so one that cannot be written
+/// (a read-only results directory whose cells are all done) is a warning, not an error.
+fn save_stat_cache(cache: &mut fingerprint::StatCache) {
+    if let Err(e) = cache.save() {
+        eprintln!("warning: {e}; the data set's files will be hashed again next time");
+    }
+}
+
 /// Fingerprint both splits of a data set (the files actually used), through the stat cache
 /// under `results`, warning about files that are in both splits.
 pub fn fingerprint(
@@ -123,7 +131,7 @@ pub fn fingerprint(
     let mut cache = fingerprint::StatCache::open(&results.cache_dir());
     let (train_manifest, _) = fingerprint::manifest_of_split(&data.train, &mut cache)?;
     let (validation_manifest, _) = fingerprint::manifest_of_split(&data.validation, &mut cache)?;
-    cache.save()?;
+    save_stat_cache(&mut cache);
     Ok(prepared(
         data,
         train_manifest,
@@ -252,7 +260,7 @@ pub fn open_data(
     };
     let (train, train_manifest) = open_split(train_index, "train")?;
     let (validation, validation_manifest) = open_split(validation_index, "validation")?;
-    stat.save()?;
+    save_stat_cache(&mut stat);
     Ok(prepared(
         Data { train, validation },
         train_manifest,

@@ -75,11 +75,45 @@ pub struct CellResult {
     pub status: Option<Status>,
     /// Why it was not run.
     pub skipped: Option<String>,
+    /// For a skipped cell, the status it has on disk under its run key (None: none that counts,
+    /// e.g. another sweep holds it).
+    pub skipped_status: Option<Status>,
     /// Where its files are (the final directory, or `.partial` when unfinished).
     pub dir: PathBuf,
     pub last: Option<EpochMetrics>,
     pub seconds: f64,
     pub message: Option<String>,
+}
+
+impl CellResult {
+    /// The status the cell has after this sweep, whether it ran now or earlier.
+    pub fn status_now(&self) -> Option<Status> {
+        self.status.or(self.skipped_status)
+    }
+
+    /// Why the cell is not done after this sweep, and what to do; None when it is done.
+    pub fn not_done(&self) -> Option<String> {
+        const DIVERGED: &str =
+            "change its training settings (e.g. a lower learning rate); `--force` reruns it";
+        let message = || {
+            self.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        };
+        let why = match (self.status_now(), &self.skipped) {
+            (Some(Status::Done), _) => return None,
+            (Some(Status::Diverged), Some(reason)) => format!("{reason}; {DIVERGED}"),
+            (_, Some(reason)) => reason.clone(),
+            (Some(Status::Failed), None) => format!(
+                "failed{}; fix the cause, then `runner sweep --retry-failed` resumes it",
+                message()
+            ),
+            (Some(Status::Diverged), None) => format!("diverged{}; {DIVERGED}", message()),
+            (_, None) => "interrupted; `runner sweep` resumes it".to_string(),
+        };
+        Some(why)
+    }
 }
 
 /// The cells of `plan` selected by `options`, in matrix order.
@@ -177,6 +211,9 @@ pub fn prepare(
     stages: stage::Training<'_>,
 ) -> anyhow::Result<Inputs> {
     let experiment = &plan.experiment;
+    // Temporaries that killed sweeps left in the caches (only their own key's next write would
+    // otherwise find them).
+    crate::store::caches::remove_dead_temporaries(&options.results.cache_dir());
     let budget = Arc::new(MemoryBudget::new(options.cache_memory));
     let mut inputs = Inputs {
         data: BTreeMap::new(),
@@ -199,16 +236,23 @@ pub fn prepare(
     for cell in cells {
         let variant = &cell.variant;
         let cfg = &variant.config;
-        let context = || {
-            format!(
-                "variant \"{}\" of {}",
-                variant.name,
-                experiment.file.display()
+        let data_context = || {
+            written_at(experiment, &variant.name, "[dataset]", "dataset", |c| {
+                c.dataset.source == cfg.dataset.source
+            })
+        };
+        let weights_context = || {
+            written_at(
+                experiment,
+                &variant.name,
+                "[model] weights",
+                "model.weights",
+                |c| c.model.weights == cfg.model.weights,
             )
         };
         if let Entry::Vacant(slot) = inputs.data.entry(variant.data_key.clone()) {
             let prepared = inputs::open_data(&cfg.dataset, true, &inputs.images, options)
-                .with_context(context)?;
+                .with_context(data_context)?;
             options.progress.line(&format!(
                 "data: {} training and {} validation images, classes {:?}, hash {}",
                 prepared.data.train.len(),
@@ -231,17 +275,47 @@ pub fn prepare(
                         options,
                     )?;
                     let loaded = weights::load_conv_base(&outcome.checkpoint, arch, &cpu)
-                        .with_context(|| format!("{}: model.weights", context()))?;
+                        .with_context(weights_context)?;
                     inputs.stages.insert(stage.stage.name.clone(), outcome);
                     loaded
                 }
-                None => weights::load(&cfg.model.weights, arch, &cpu)
-                    .with_context(|| format!("{}: model.weights", context()))?,
+                None => {
+                    weights::load(&cfg.model.weights, arch, &cpu).with_context(weights_context)?
+                }
             };
             slot.insert(loaded);
         }
     }
     Ok(inputs)
+}
+
+/// Where the setting of `variant` that `same` compares is written, for an error about it: the
+/// base section (`base_key`) when every variant has it, else `variant_key` in the variants that
+/// have it. A shared setting is not blamed on the first variant that uses it.
+fn written_at(
+    experiment: &Experiment,
+    variant: &str,
+    base_key: &str,
+    variant_key: &str,
+    same: impl Fn(&crate::config::CellConfig) -> bool,
+) -> String {
+    let file = experiment.file.display();
+    let sharing: Vec<String> = experiment
+        .variants
+        .iter()
+        .filter(|v| same(&v.config))
+        .map(|v| format!("\"{}\"", v.name))
+        .collect();
+    if sharing.len() == experiment.variants.len() {
+        return format!("{file}: {base_key} (every variant's)");
+    }
+    let names = if sharing.is_empty() {
+        format!("\"{variant}\"")
+    } else {
+        sharing.join(", ")
+    };
+    let plural = if sharing.len() > 1 { "s" } else { "" };
+    format!("{file}: {variant_key} of variant{plural} {names}")
 }
 
 /// The device the sweep trains on: `--device`, else the experiment file's `device`.

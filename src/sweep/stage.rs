@@ -89,11 +89,20 @@ pub struct StageInterrupted {
     /// Finished epochs kept (metrics and checkpoint) in `partial`.
     pub kept: usize,
     pub partial: PathBuf,
+    /// Stopped while another sweep held the stage's lock (this one trained nothing).
+    pub waiting: bool,
 }
 
 impl std::fmt::Display for StageInterrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (stage, epoch, partial) = (&self.stage, self.epoch, self.partial.display());
+        if self.waiting {
+            return write!(
+                f,
+                "stopped while another sweep trains the {stage} stage (in {partial}); that \
+                 sweep goes on; no cell was trained"
+            );
+        }
         match self.kept {
             0 => write!(
                 f,
@@ -215,6 +224,17 @@ pub fn ensure(
                 };
             }
             Err(held) => {
+                // A Ctrl-C while waiting stops this sweep now, not when the other one is done.
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(StageInterrupted {
+                        stage: stage.name.clone(),
+                        epoch: 0,
+                        kept: 0,
+                        partial: crate::store::partial_dir(&dir),
+                        waiting: true,
+                    }
+                    .into());
+                }
                 if !announced {
                     options.progress.line(&format!(
                         "{} stage: being trained by another sweep ({held}); waiting for it",
@@ -222,7 +242,7 @@ pub fn ensure(
                     ));
                     announced = true;
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }

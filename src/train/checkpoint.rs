@@ -12,6 +12,7 @@ use anyhow::Context;
 use candle_core::{Device, Tensor};
 
 use super::KerasOptimizer;
+use crate::base::fs::{io_error_of, write_atomic_with};
 use crate::model::Network;
 
 const PARAM: &str = "param/";
@@ -26,7 +27,8 @@ pub struct Restored {
     pub epoch: usize,
 }
 
-/// Write the state after `epoch` finished epochs to `path` (through a temporary file).
+/// Write the state after `epoch` finished epochs to `path` (`write_atomic`'s temporary file and
+/// rename).
 pub fn save(
     path: &Path,
     epoch: usize,
@@ -49,12 +51,10 @@ pub fn save(
         ITERATIONS.into(),
         Tensor::new(&[optimizer.iterations as i64], &device)?,
     );
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    candle_core::safetensors::save(&tensors, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move checkpoint into {}", path.display()))?;
-    Ok(())
+    // A failure is a `WriteError` naming `path`, with the OS error (disk full...) kept.
+    write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(|e| io_error_of(&e))
+    })
 }
 
 /// Load `path` into `network`'s trainable parameters and `optimizer`'s state.

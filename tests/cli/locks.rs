@@ -41,6 +41,23 @@ fn sweep(exp: &Path, results: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// A sweep that finds a cell held by another sweep: it exits 6 (not every cell is done) and says
+/// which cell and what to do. Returns its stdout and stderr.
+fn sweep_held(exp: &Path, results: &Path, args: &[&str]) -> String {
+    let out = spawn_sweep(exp, results, args).wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains("cell(s) not done:") && text.contains("rerun when that sweep has ended"),
+        "{text}"
+    );
+    text
+}
+
 fn status(results: &Path) -> String {
     let out = runner()
         .arg("status")
@@ -126,7 +143,10 @@ fn two_overlapping_sweeps_train_each_cell_once() {
         String::from_utf8_lossy(&a.stdout),
         String::from_utf8_lossy(&b.stdout)
     );
-    assert!(a.status.success() && b.status.success(), "{out}");
+    // The second found the first cell held: not every cell was done when it ended (exit 6);
+    // the first may have found one of the second's cells held too.
+    assert_eq!(b.status.code(), Some(6), "{out}");
+    assert!(matches!(a.status.code(), Some(0 | 6)), "{out}");
     // A cell starts training (fresh or resumed) with this line.
     assert_eq!(
         out.matches(" frozen parameters, ").count(),
@@ -144,6 +164,8 @@ fn two_overlapping_sweeps_train_each_cell_once() {
             assert!(!cell.with_file_name(format!("seed-{seed}.lock")).exists());
         }
     }
+    // Once both have ended, a rerun finds every cell done.
+    assert!(sweep(&exp, &results, &[]).contains("every cell of the selected matrix is done"));
 }
 
 /// kill -9 leaves the lock file and a `running` record behind. On the same host the dead pid
@@ -213,7 +235,7 @@ fn a_lock_from_another_host_counts_by_its_heartbeat() {
         holder.starts_with("held by pid 4242 on node-elsewhere, Slurm job 777, last heartbeat"),
         "{holder}"
     );
-    let skipped = sweep(&exp, &results, &args);
+    let skipped = sweep_held(&exp, &results, &args);
     assert!(
         skipped.contains(
             "skipped: being trained by another sweep (pid 4242 on node-elsewhere, Slurm job 777"

@@ -22,6 +22,7 @@ mod stage;
 mod summary;
 mod sweep;
 mod track;
+mod truthful;
 mod weights;
 
 use std::path::{Path, PathBuf};

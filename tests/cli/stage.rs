@@ -296,3 +296,42 @@ fn ctrl_c_during_the_stage_stops_after_the_batch_and_the_next_sweep_resumes_it()
         "done"
     );
 }
+
+/// A sweep waiting for another sweep to train the stage: one Ctrl-C stops it at once (exit 130,
+/// saying so) instead of waiting for the stage to finish; the other sweep goes on.
+#[test]
+fn ctrl_c_while_waiting_for_another_sweeps_stage_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = reduced_demo(dir.path(), 60, 20);
+    let results = dir.path().join("results");
+    let mut trainer = spawn_sweep(&exp, &results);
+    let (partial, _) = wait_for_stage_epochs(&results, 1);
+    let waiter = spawn_sweep(&exp, &results);
+    // The waiter is waiting once it has said so; give it the time to get there.
+    std::thread::sleep(Duration::from_secs(3));
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &waiter.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = waiter.wait_with_output().unwrap();
+    let waited = signalled.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("being trained by another sweep")
+            && stderr.contains(&format!(
+                "interrupted: stopped while another sweep trains the pretrain stage (in {})",
+                partial.display()
+            )),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        trainer.try_wait().unwrap().is_none(),
+        "the waiter stopped before the stage was trained (in {waited:?})"
+    );
+    trainer.kill().unwrap();
+    trainer.wait().unwrap();
+}

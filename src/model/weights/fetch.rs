@@ -29,7 +29,7 @@ pub fn fetch(
     let url = url.unwrap_or(known.url);
     std::fs::create_dir_all(dir).map_err(|source| WeightsError::Io {
         path: dir.into(),
-        source,
+        error: source,
     })?;
     let part = part_path(&dest);
     download_part(url, &part, None, progress).map_err(|e| WeightsError::Download {
@@ -43,7 +43,7 @@ pub fn fetch(
         known.verify(&dest, &hashes)?;
         std::fs::rename(&part, &dest).map_err(|source| WeightsError::Io {
             path: dest.clone(),
-            source,
+            error: source,
         })?;
         Ok(hashes)
     });

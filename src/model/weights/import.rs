@@ -73,7 +73,7 @@ pub fn import(input: &Path, output: &Path) -> Result<Imported, WeightsError> {
     ));
     let io = |source| WeightsError::Io {
         path: output.into(),
-        source,
+        error: source,
     };
     let result = candle_core::safetensors::save(&tensors, &tmp)
         .map_err(|e| io(std::io::Error::other(e.to_string())))

@@ -37,10 +37,11 @@ pub use known::{Expected, KnownWeights, KNOWN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{}: cannot read weights: {source}", path.display())]
+    /// (`error` is not a `source`: the message says it, once.)
+    #[error("{}: cannot read weights: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: SHA-256 is {actual} but the experiment expects {expected}; the file is not the one the experiment names (re-download it, or update model.weights.sha256)", path.display())]
     HashMismatch {
@@ -158,7 +159,7 @@ impl WeightsFormat {
 fn read_prefix(path: &Path, buf: &mut [u8]) -> Result<usize, WeightsError> {
     let io = |source| WeightsError::Io {
         path: path.into(),
-        source,
+        error: source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut filled = 0;
@@ -427,7 +428,7 @@ pub struct FileHashes {
 pub fn hash_file(path: &Path) -> Result<FileHashes, WeightsError> {
     let io = |source| WeightsError::Io {
         path: path.into(),
-        source,
+        error: source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hashes = Hashes::default();
@@ -449,7 +450,7 @@ pub fn file_sha256(path: &Path) -> Result<String, WeightsError> {
         .map(|(digest, _)| digest)
         .map_err(|source| WeightsError::Io {
             path: path.into(),
-            source,
+            error: source,
         })
 }
 

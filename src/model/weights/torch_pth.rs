@@ -38,7 +38,7 @@ pub fn read_zip(path: &Path, device: &Device) -> Result<BTreeMap<String, Tensor>
 pub fn read_legacy(path: &Path, device: &Device) -> Result<BTreeMap<String, Tensor>, WeightsError> {
     let file = std::fs::File::open(path).map_err(|source| WeightsError::Io {
         path: path.into(),
-        source,
+        error: source,
     })?;
     read_legacy_from(&mut BufReader::new(file), device)
         .map_err(|e| WeightsError::format(path, WeightsFormat::TorchLegacy, e))

@@ -55,7 +55,7 @@ pub fn load_into(path: &Path, network: &Network) -> Result<(), WeightsError> {
         Err(source) => {
             return Err(WeightsError::Io {
                 path: path.into(),
-                source,
+                error: source,
             })
         }
     };

@@ -14,7 +14,22 @@ pub enum Action {
     Resume {
         after_epoch: usize,
     },
-    Skip(String),
+    Skip(Skip),
+}
+
+/// Why a cell is not run, and the status it has on disk (None: nothing finished or failed under
+/// its run key), which says whether the matrix is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: String,
+    pub on_disk: Option<Status>,
+}
+
+fn skip(reason: impl Into<String>, on_disk: Option<Status>) -> Action {
+    Action::Skip(Skip {
+        reason: reason.into(),
+        on_disk,
+    })
 }
 
 /// What is on disk for a cell: the finished record, and the unfinished one with its checkpoint epoch.
@@ -30,21 +45,37 @@ pub fn decide(on_disk: &OnDisk, key: &str, force: bool, retry_failed: bool) -> A
     let finished = on_disk.finished.as_ref().filter(|r| same(r));
     let partial = on_disk.partial.as_ref().filter(|(r, _)| same(r));
     if retry_failed {
-        return match partial {
-            Some((r, _)) if r.status == Status::Failed => Action::Run,
-            _ => Action::Skip("not a failed cell (--retry-failed runs only those)".into()),
+        return match (partial, finished) {
+            // A failed cell keeps its checkpoint: it resumes after its last finished epoch.
+            (Some((r, epoch)), _) if r.status == Status::Failed => match epoch {
+                Some(e) if *e >= 1 => Action::Resume { after_epoch: *e },
+                _ => Action::Run,
+            },
+            (_, Some(r)) => skip(
+                format!("{} already (run key {})", r.status, &key[..12]),
+                Some(r.status),
+            ),
+            _ => skip(
+                "not run: --retry-failed runs only failed cells; `runner sweep` without it runs \
+                 this one",
+                None,
+            ),
         };
     }
     if force {
         return Action::Run;
     }
     if let Some(r) = finished {
-        return Action::Skip(format!("{} already (run key {})", r.status, &key[..12]));
+        return skip(
+            format!("{} already (run key {})", r.status, &key[..12]),
+            Some(r.status),
+        );
     }
     match partial {
-        Some((r, _)) if r.status == Status::Failed => {
-            Action::Skip("failed earlier; --retry-failed reruns failed cells".into())
-        }
+        Some((r, _)) if r.status == Status::Failed => skip(
+            "failed earlier; `runner sweep --retry-failed` resumes it once the cause is fixed",
+            Some(Status::Failed),
+        ),
         Some((_, Some(epoch))) if *epoch >= 1 => Action::Resume {
             after_epoch: *epoch,
         },
@@ -88,7 +119,7 @@ mod tests {
             partial: None,
         };
         assert!(
-            matches!(decide(&done, K, false, false), Action::Skip(r) if r.starts_with("done already"))
+            matches!(decide(&done, K, false, false), Action::Skip(s) if s.reason.starts_with("done already") && s.on_disk == Some(Status::Done))
         );
         assert_eq!(decide(&done, K, true, false), Action::Run);
         assert_eq!(decide(&done, OTHER, false, false), Action::Run);
@@ -142,12 +173,21 @@ mod tests {
             partial: Some((rec(K, Status::Failed), Some(2))),
         };
         assert!(
-            matches!(decide(&failed, K, false, false), Action::Skip(r) if r.contains("--retry-failed"))
+            matches!(decide(&failed, K, false, false), Action::Skip(s) if s.reason.contains("--retry-failed") && s.on_disk == Some(Status::Failed))
         );
-        assert_eq!(decide(&failed, K, false, true), Action::Run);
+        // --retry-failed resumes it from its checkpoint, not from epoch 1.
+        assert_eq!(
+            decide(&failed, K, false, true),
+            Action::Resume { after_epoch: 2 }
+        );
+        let failed_at_once = OnDisk {
+            finished: None,
+            partial: Some((rec(K, Status::Failed), None)),
+        };
+        assert_eq!(decide(&failed_at_once, K, false, true), Action::Run);
         assert!(matches!(
             decide(&OnDisk::default(), K, false, true),
-            Action::Skip(_)
+            Action::Skip(Skip { on_disk: None, .. })
         ));
         assert!(matches!(
             decide(
@@ -159,7 +199,10 @@ mod tests {
                 false,
                 true
             ),
-            Action::Skip(_)
+            Action::Skip(Skip {
+                on_disk: Some(Status::Done),
+                ..
+            })
         ));
     }
 }

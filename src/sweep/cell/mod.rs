@@ -17,17 +17,40 @@ use super::feature_cache;
 use super::files::manifest;
 use super::inputs::Inputs;
 use super::{CellResult, SweepOptions};
-use crate::base::fs::write_atomic;
+use crate::base::fs::{environmental, write_atomic};
 use crate::base::lock::CellLock;
 use crate::model::weights::trained;
 use crate::model::OpenDevice;
 use crate::plan::{CellPlan, Plan};
 use crate::store::{lock_path, read_record, Status};
-use decide::{decide, Action};
+use decide::{decide, Action, Skip};
 
 /// Decide and, unless skipped, train one planned cell. Training errors are recorded as a
-/// `failed` cell; only errors writing the results themselves are returned.
+/// `failed` cell; errors writing the results themselves are returned, and stop the sweep.
+///
+/// A write that fails because of the machine (disk or quota full, read-only file system, device
+/// error: `base::fs::environmental`) is not the cell's fault, and every later write would fail
+/// too: the cell is not marked `failed` (its `.partial` keeps its finished epochs and checkpoint,
+/// and its record still says `running`, so the next sweep resumes it), and the error, naming the
+/// file once, stops the sweep.
 pub fn run_cell(
+    plan: &Plan,
+    cell: &CellPlan,
+    inputs: &Inputs,
+    device: &OpenDevice,
+    options: &SweepOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<CellResult> {
+    run(plan, cell, inputs, device, options, stop).map_err(|e| match environmental(&e) {
+        Some(write) => anyhow::anyhow!(
+            "{write}\nthe sweep stopped: every unfinished cell keeps its finished epochs and \
+             resumes from its last checkpoint when `runner sweep` runs again, once there is room"
+        ),
+        None => e,
+    })
+}
+
+fn run(
     plan: &Plan,
     cell: &CellPlan,
     inputs: &Inputs,
@@ -44,36 +67,50 @@ pub fn run_cell(
         options
             .results
             .cell_dir(&inputs.code.dir_name, &plan.experiment.name, &cell.cell);
-    let skipped = |reason: String, dir: PathBuf| CellResult {
+    let skipped = |skip: Skip, dir: PathBuf| CellResult {
         cell: cell.cell.clone(),
         status: None,
-        skipped: Some(reason),
+        skipped: Some(skip.reason),
+        skipped_status: skip.on_disk,
         dir,
         last: None,
         seconds: 0.0,
         message: None,
     };
-    let _lock = match CellLock::acquire(&lock_path(&final_dir))? {
-        Ok(lock) => lock,
-        Err(held) => {
-            return Ok(skipped(
-                format!("being trained by another sweep ({held})"),
-                final_dir,
-            ))
-        }
+    let decide_now = || {
+        decide(
+            &decide::on_disk(&final_dir),
+            &key,
+            options.force,
+            options.retry_failed,
+        )
     };
-    let action = decide(
-        &decide::on_disk(&final_dir),
-        &key,
-        options.force,
-        options.retry_failed,
-    );
+    // A cell to skip is skipped before the lock is taken, so that a sweep over a finished matrix
+    // needs no write access (a read-only results directory). A cell to run is decided again
+    // under the lock: another sweep may have finished it meanwhile.
+    let mut action = decide_now();
+    let mut _lock = None;
+    if !matches!(action, Action::Skip(_)) {
+        match CellLock::acquire(&lock_path(&final_dir))? {
+            Ok(lock) => _lock = Some(lock),
+            Err(held) => {
+                let skip = Skip {
+                    reason: format!(
+                        "being trained by another sweep ({held}); rerun when that sweep has ended"
+                    ),
+                    on_disk: None,
+                };
+                return Ok(skipped(skip, final_dir));
+            }
+        }
+        action = decide_now();
+    }
     let resume_after = match action {
-        Action::Skip(reason) => {
+        Action::Skip(skip) => {
             let last = read_record(&final_dir).and_then(|r| r.last);
             return Ok(CellResult {
                 last,
-                ..skipped(reason, final_dir)
+                ..skipped(skip, final_dir)
             });
         }
         Action::Resume { after_epoch } => Some(after_epoch),
@@ -130,6 +167,10 @@ pub fn run_cell(
         &options.progress,
         stop,
     );
+    let outcome = match outcome {
+        Err(e) if environmental(&e).is_some() => return Err(e),
+        other => other,
+    };
     let (status, message) = record::ending(outcome, writer.metrics().len());
     if matches!(status, Status::Done | Status::Diverged) {
         trainee.keep_trained(&work)?;
@@ -140,6 +181,7 @@ pub fn run_cell(
         cell: cell.cell.clone(),
         status: Some(status),
         skipped: None,
+        skipped_status: None,
         dir,
         last,
         seconds: started.elapsed().as_secs_f64(),
@@ -165,7 +207,7 @@ pub fn skip_reason(
         options.force,
         options.retry_failed,
     ) {
-        Action::Skip(reason) => Some(reason),
+        Action::Skip(skip) => Some(skip.reason),
         _ => None,
     }
 }

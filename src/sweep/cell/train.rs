@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::base::fs::write_atomic_with;
+use crate::base::fs::{io_error_of, write_atomic_with};
 use crate::model::weights::trained::{self, BEST_TRAINED_FILE};
 use crate::model::weights::LoadedWeights;
 use crate::model::{Network, OpenDevice};
@@ -132,7 +132,7 @@ impl Trainee {
 /// records (`runner export-model`), so the cell does not store another copy of them.
 fn save_trained(network: &Network, path: &Path) -> anyhow::Result<()> {
     write_atomic_with(path, |tmp| {
-        trained::save(network, tmp).map_err(|e| std::io::Error::other(e.to_string()))
+        trained::save(network, tmp).map_err(|e| io_error_of(&e))
     })
 }
 

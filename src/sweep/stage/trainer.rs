@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use super::{Located, StageInterrupted, StageOutcome, StageRecord};
-use crate::base::fs::write_atomic;
+use crate::base::fs::{io_error_of, remove_temporaries, write_atomic, write_atomic_with};
 use crate::config::Stage;
 use crate::model::arch::Architecture;
 use crate::model::weights::{file_sha256, LoadedWeights};
@@ -128,12 +128,15 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
                 epoch,
                 kept: observer.metrics.len(),
                 partial,
+                waiting: false,
             }
             .into());
         }
     }
 
-    network.save_safetensors(&partial.join(STAGE_MODEL))?;
+    write_atomic_with(&partial.join(STAGE_MODEL), |tmp| {
+        network.save_safetensors(tmp).map_err(|e| io_error_of(&e))
+    })?;
     let checkpoint_sha256 = file_sha256(&partial.join(STAGE_MODEL))?;
     write_atomic(&partial.join(METRICS), &metrics_csv(&observer.metrics)?)?;
     let record = StageRecord {
@@ -158,6 +161,8 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         &partial.join(STAGE_RECORD),
         &serde_json::to_vec_pretty(&record)?,
     )?;
+    // Temporaries a killed writer left are not carried into the finished stage.
+    remove_temporaries(&partial);
     std::fs::rename(&partial, &dir)
         .with_context(|| format!("cannot move {} to {}", partial.display(), dir.display()))?;
     // Removed only now: a crash before the rename still finds it and resumes from the last epoch.
