@@ -250,3 +250,51 @@ fn reproduce_names_a_changed_weights_file() {
         "{stdout}"
     );
 }
+
+/// A commit made since the run: exit 4, naming both commits.
+#[test]
+fn reproduce_names_a_changed_commit() {
+    use git2::{Repository, RepositoryInitOptions, Signature};
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    std::fs::write(dir.path().join(".gitignore"), "results/\n").unwrap();
+    let mut opts = RepositoryInitOptions::new();
+    opts.initial_head("main");
+    let repo = Repository::init_opts(dir.path(), &opts).unwrap();
+    let sig = Signature::now("test", "test@example.com").unwrap();
+    let commit = |files: &[&str], message: &str| -> String {
+        let mut index = repo.index().unwrap();
+        for file in files {
+            index.add_path(Path::new(file)).unwrap();
+        }
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let parents: Vec<git2::Commit> = repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+            .to_string()
+    };
+    let first = commit(&["tiny.toml", ".gitignore"], "first");
+    let results = dir.path().join("results");
+    sweep_one(&exp, &results);
+    let cell = std::fs::read_dir(results.join(&first[..12]))
+        .map(|_| {
+            results
+                .join(&first[..12])
+                .join("tiny/fine_tuning_aug/seed-0")
+        })
+        .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "a change of code\n").unwrap();
+    let second = commit(&["notes.txt"], "second");
+    let stdout = stdout_of(&reproduce(&cell, &results).code(4));
+    assert!(
+        stdout.contains(&format!("commit {first} -> {second}")),
+        "{stdout}"
+    );
+}
