@@ -1,7 +1,12 @@
-//! `runner check`: validate an experiment file and show its matrix, without training.
+//! `runner check`: validate an experiment file and show its matrix, then open every input a
+//! sweep would open before training (data sets, weights files), through the sweep's own
+//! preparation, so that it fails where `runner sweep` would, with the same message.
 
-use crate::config::{DataSource, Experiment};
-use crate::plan::Plan;
+use crate::config::{DataSource, Experiment, Weights};
+use crate::plan::{CellPlan, Plan};
+use crate::store::ResultsLayout;
+use crate::sweep::stage::{StageNotTrained, Training};
+use crate::sweep::{self, Progress, SweepOptions};
 
 use super::flags::ExperimentFile;
 use super::outcome::Outcome;
@@ -15,7 +20,80 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     let experiment = args.experiment.load()?;
     print!("{}", describe(&experiment)?);
+    let checked = check_inputs(&experiment)?;
+    println!("{checked}");
     Ok(Outcome::Success)
+}
+
+/// Open every data set and weights file the matrix names, as `runner sweep` does before it
+/// trains (listing and classes, decoding every image, hashing, the weights' SHA-256 and
+/// contents), without training and without writing under the results directory: generated data
+/// sets are made in a scratch directory, and a `[pretrain]` stage's data is opened but the stage
+/// is not trained. Returns a line saying what was checked.
+pub fn check_inputs(experiment: &Experiment) -> anyhow::Result<String> {
+    let plan = Plan::new(experiment, None)?;
+    // Cells that read something from the user: a data set directory or a weights file or name
+    // (their own or their stage's). One cell per data set and weights pair is enough.
+    let mut seen = std::collections::BTreeSet::new();
+    let cells: Vec<&CellPlan> = plan
+        .cells
+        .iter()
+        .filter(|c| reads_user_input(&plan, c))
+        .filter(|c| seen.insert((c.variant.data_key.clone(), c.variant.weights_key.clone())))
+        .collect();
+    if cells.is_empty() {
+        return Ok("inputs: generated data sets and no weights file: nothing to open".into());
+    }
+    let scratch = super::reproduce::ScratchDir::create(
+        std::env::temp_dir().join(format!("runner-check-{}", std::process::id())),
+    )?;
+    let options = SweepOptions {
+        results: ResultsLayout::new(scratch.path()),
+        variants: vec![],
+        seeds: vec![],
+        epochs: None,
+        progress: Progress::Lines,
+        force: false,
+        retry_failed: false,
+        device: None,
+        image_cache: false,
+        feature_cache: false,
+        cache_memory: 0,
+        jobs: 1,
+    };
+    for cell in &cells {
+        // One cell at a time: a stage that is not trained stops `prepare` after it has opened
+        // the cell's data and the stage's own.
+        match sweep::prepare(
+            &plan,
+            std::slice::from_ref(*cell),
+            &options,
+            Training::Never,
+        ) {
+            Ok(_) => {}
+            Err(e) if e.is::<StageNotTrained>() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(format!(
+        "inputs: opened as a sweep would ({} data set and weights combination{}): no error",
+        cells.len(),
+        if cells.len() == 1 { "" } else { "s" }
+    ))
+}
+
+/// Whether a cell reads a data set directory or a weights file (or its stage does).
+fn reads_user_input(plan: &Plan, cell: &CellPlan) -> bool {
+    let cfg = &cell.variant.config;
+    let stage_dirs = plan.stage_of(&cell.variant).is_some_and(|s| {
+        matches!(
+            s.stage.config.dataset.source,
+            DataSource::Directories { .. }
+        )
+    });
+    matches!(cfg.dataset.source, DataSource::Directories { .. })
+        || matches!(cfg.model.weights, Weights::File { .. } | Weights::Named(_))
+        || stage_dirs
 }
 
 /// A short description of the matrix: variants, trainable layers, parameter counts, seeds.

@@ -96,6 +96,13 @@ pub fn tempfile_dir(layout: &ResultsLayout) -> anyhow::Result<ScratchDir> {
 pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
+    /// Create `path` (and its parents), to be removed when the value is dropped.
+    pub fn create(path: PathBuf) -> anyhow::Result<ScratchDir> {
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

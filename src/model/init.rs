@@ -24,6 +24,26 @@ pub fn glorot_uniform(
 mod tests {
     use super::*;
 
+    /// The third candle 0.11 defect the README names: CPU random tensors cannot be seeded
+    /// (`set_seed` does not make `Tensor::rand` repeat), which is why parameters are drawn from
+    /// our own named streams. Fails, saying so, if candle starts to honour the seed.
+    #[test]
+    fn candle_cpu_random_tensors_still_ignore_the_seed() {
+        let device = candle_core::Device::Cpu;
+        let draw = || {
+            let _ = device.set_seed(7);
+            candle_core::Tensor::rand(0f32, 1f32, 64, &device)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_ne!(
+            draw(),
+            draw(),
+            "candle now seeds CPU random tensors: the named streams may no longer be needed"
+        );
+    }
+
     #[test]
     fn glorot_limits_match_keras_for_the_notebook_head() {
         // keras-notebook-semantics.md section 4: Dense(256) on 8192 inputs -> 0.0266501; Dense(1) on 256 -> 0.1527950.

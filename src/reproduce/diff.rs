@@ -1,5 +1,6 @@
 //! What differs between a past run and now: the components of its run key, and its metrics.
 
+use crate::config::CellConfig;
 use crate::plan::KeyComponents;
 use crate::train::EpochMetrics;
 
@@ -47,6 +48,45 @@ pub fn key_differences(old: &KeyComponents, new: &KeyComponents) -> Vec<String> 
         out.push(format!("seed changed ({} -> {})", old.seed, new.seed));
     }
     out
+}
+
+/// The keys of a cell's resolved configuration that differ, as dotted paths with both values
+/// (`training.optimizer.learning_rate: 0.001 -> 0.01`), one line each.
+pub fn config_differences(old: &CellConfig, new: &CellConfig) -> Vec<String> {
+    let to_value = |c: &CellConfig| serde_json::to_value(c).unwrap_or(serde_json::Value::Null);
+    let mut out = Vec::new();
+    value_differences("", &to_value(old), &to_value(new), &mut out);
+    out
+}
+
+fn value_differences(
+    at: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let none = Value::String("(not set)".into());
+            for key in keys {
+                let (x, y) = (a.get(key).unwrap_or(&none), b.get(key).unwrap_or(&none));
+                value_differences(&join(key), x, y, out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("{at}: {a} -> {b}")),
+        _ => {}
+    }
 }
 
 /// Every metric of `new` that differs from `old` by more than `tolerance` (NaN matches NaN), and

@@ -5,6 +5,7 @@
 
 mod current;
 mod diff;
+mod inputs;
 mod run;
 mod runs;
 mod stage;

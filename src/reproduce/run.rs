@@ -8,14 +8,13 @@ use anyhow::{bail, Context};
 
 use super::current::{current_key, options};
 use super::diff::{key_differences, metric_differences};
+use super::inputs::changed_files;
 use super::runs::FoundRun;
 use super::stage;
 use crate::config::{DeviceChoice, Experiment, Variant};
-use crate::fingerprint::{Manifest, ManifestDiff};
 use crate::plan::Plan;
 use crate::provenance::CodeState;
 use crate::store::{read_metrics, ResultsLayout};
-use crate::sweep::files::manifest;
 use crate::sweep::stage::Training;
 use crate::sweep::{self, Progress};
 
@@ -88,12 +87,9 @@ pub fn reproduce(
         _ => None,
     };
     let stored_stage = stored.as_ref().map_or(Training::Never, Training::Stored);
-    // Inputs first: data (hashing the files as they are now), weights, code.
-    let (now, _) = current_key(&plan, cell, results, stored_stage)?;
-    let mut changed = key_differences(old_key, &now);
-    if old_key.dataset != now.dataset {
-        changed.extend(manifest_differences(&run.dir, &experiment, results)?);
-    }
+    // The files first, by hash alone (a changed file that no longer decodes is a change, not a
+    // decoding error), and the commit.
+    let mut changed = changed_files(&run.dir, &rec.config, rec, results)?;
     if let Some(p) = &rec.provenance {
         if p.commit != code.provenance.commit {
             changed.push(format!(
@@ -103,6 +99,12 @@ pub fn reproduce(
             ));
         }
     }
+    if !changed.is_empty() {
+        return Ok(Verdict::InputsChanged(changed));
+    }
+    // Then every component of the run key: data (decoded as a sweep does), weights, code.
+    let (now, _) = current_key(&plan, cell, results, stored_stage)?;
+    let changed = key_differences(old_key, &now);
     if !changed.is_empty() {
         return Ok(Verdict::InputsChanged(changed));
     }
@@ -155,38 +157,6 @@ pub fn reproduce(
     } else {
         Verdict::MetricsDiffer(diffs)
     })
-}
-
-/// Which files changed, from the manifests stored with the run and the current files.
-fn manifest_differences(
-    run_dir: &Path,
-    experiment: &Experiment,
-    results: &ResultsLayout,
-) -> anyhow::Result<Vec<String>> {
-    let cfg = &experiment.variants[0].config;
-    let (train, validation) = sweep::data_dirs(&cfg.dataset.source, results)?;
-    let data = crate::dataset::Data::open(&cfg.dataset, &train, &validation)?;
-    let now = sweep::fingerprint(data, results, &Progress::Quiet)?;
-    let mut out = Vec::new();
-    for (split, current) in [
-        ("train", &now.train_manifest),
-        ("validation", &now.validation_manifest),
-    ] {
-        let path = run_dir.join(manifest(split));
-        let Ok(bytes) = std::fs::read(&path) else {
-            out.push(format!(
-                "{} is missing: cannot list the changed files",
-                path.display()
-            ));
-            continue;
-        };
-        let stored = Manifest::from_json(&bytes, &path)?;
-        let diff = ManifestDiff::between(&stored, current);
-        if !diff.is_empty() {
-            out.extend(diff.to_string().lines().map(|l| format!("{split}: {l}")));
-        }
-    }
-    Ok(out)
 }
 
 /// What differs between the machine a CPU run was recorded on and this one, and what that means

@@ -126,8 +126,13 @@ pub fn summary_table(results: &[CellResult]) -> String {
             (Some(s), _) => s.to_string(),
             (None, _) => "skipped".to_string(),
         };
+        // A diverged cell says where it stopped (epoch and batch); a done one, a warning.
+        let note = match (&r.status, &r.message) {
+            (Some(Status::Diverged | Status::Done), Some(m)) => format!("  {m}"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "{:<28} {:>4}  {:<11} {:>6}  {:>7}  {:>8}  {:>7.1}\n",
+            "{:<28} {:>4}  {:<11} {:>6}  {:>7}  {:>8}  {:>7.1}{note}\n",
             r.cell.variant, r.cell.seed, status, epochs, acc, loss, r.seconds
         ));
     }

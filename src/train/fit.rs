@@ -171,6 +171,32 @@ impl Fit<'_> {
     }
 }
 
+/// How many times the loss of guessing (`chance_loss`) an epoch's mean loss may reach before the
+/// loss counts as exploded (`loss_explosion`).
+pub const EXPLOSION_FACTOR: f64 = 1e3;
+
+/// A warning when the loss exploded while staying finite: some epoch's mean training or
+/// validation loss is over `EXPLOSION_FACTOR` times `chance_loss`, the loss of predicting every
+/// class with equal probability (ln 2 for a binary head, so above 693). Such a cell finishes, but
+/// what it learned is noise; the warning names the first such epoch and the largest loss.
+pub fn loss_explosion(metrics: &[EpochMetrics], chance_loss: f64) -> Option<String> {
+    let limit = EXPLOSION_FACTOR * chance_loss;
+    let first = metrics
+        .iter()
+        .find(|m| m.train_loss > limit || m.val_loss > limit)?;
+    let largest = metrics
+        .iter()
+        .flat_map(|m| [m.train_loss, m.val_loss])
+        .filter(|l| l.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    Some(format!(
+        "the loss exploded: from epoch {} it is over {EXPLOSION_FACTOR} times the loss of \
+         guessing ({chance_loss:.4}), up to {largest:.3e} (train_loss {:.3e}, val_loss {:.3e} in \
+         epoch {}); the results are not meaningful: lower training.learning_rate",
+        first.epoch, first.train_loss, first.val_loss, first.epoch
+    ))
+}
+
 /// Forward, loss, backward, update. Returns the batch's mean loss and correct count, both
 /// computed with the pre-update weights, as Keras reports them.
 ///
@@ -433,5 +459,29 @@ mod tests {
             bce_with_logits(&logits, &y).unwrap().to_scalar().unwrap()
         };
         assert_ne!(aug_loss, plain_first);
+    }
+
+    #[test]
+    fn an_exploding_but_finite_loss_is_warned_about_and_a_normal_one_is_not() {
+        let m = |epoch, train_loss, val_loss| EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc: 0.5,
+            val_loss,
+            val_acc: 0.5,
+            seconds: 0.0,
+        };
+        let chance = std::f64::consts::LN_2;
+        assert_eq!(
+            loss_explosion(&[m(1, 0.7, 0.69), m(2, 5.0, 600.0)], chance),
+            None
+        );
+        let warning = loss_explosion(&[m(1, 0.7, 0.7), m(2, 3.9e17, 2.0e8)], chance).unwrap();
+        assert!(warning.contains("from epoch 2"), "{warning}");
+        assert!(warning.contains("3.900e17"), "{warning}");
+        assert!(warning.contains("learning_rate"), "{warning}");
+        // The validation loss counts too, and the limit is 1000 times chance (693.1 here).
+        assert!(loss_explosion(&[m(1, 0.7, 694.0)], chance).is_some());
+        assert!(loss_explosion(&[m(1, 0.7, 693.0)], chance).is_none());
     }
 }

@@ -137,3 +137,19 @@ fn unknown_variant_selection_lists_the_variants() {
         "{stderr}"
     );
 }
+
+/// Bad command-line usage exits 2 (clap's code, listed in `runner --help`), before any command
+/// runs.
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["sweep", "--no-such-flag"][..],
+        &["no-such-command"],
+        &["sweep", "--jobs", "many"],
+        &["why", "x.toml", "--variant", "a"],
+    ] {
+        let out = runner().args(args).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}

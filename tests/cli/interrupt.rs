@@ -78,3 +78,55 @@ fn ctrl_c_keeps_finished_epochs_and_says_so() {
     assert_eq!(rows as u64, kept);
     assert!(!partial.with_file_name("seed-0").exists());
 }
+
+/// A second Ctrl-C exits at once with 130: here both come while the sweep is still generating
+/// and decoding a large data set (the first would only stop it before training), and the
+/// process exits without finishing that preparation.
+#[test]
+fn a_second_ctrl_c_exits_at_once_with_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("train_per_class = 12", "train_per_class = 3000")
+        .replace("validation_per_class = 6", "validation_per_class = 1000");
+    std::fs::write(&exp, text).unwrap();
+    let results = dir.path().join("results");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .args(["sweep", "--variant", "feature_extraction", "--seed", "0"])
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The data set is being generated: the handler is installed by then.
+    let started = Instant::now();
+    while !results.join("datasets").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no data set");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupt = || {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("interrupted again: exiting now"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("data: "),
+        "it exited before the data set was ready:\n{stdout}"
+    );
+}

@@ -3,6 +3,7 @@
 mod bad_images;
 mod bench;
 mod cache;
+mod check;
 mod codestate;
 mod cross_cpu;
 mod device;

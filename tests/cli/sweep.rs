@@ -127,30 +127,78 @@ fn check_describes_the_matrix_without_training() {
 #[test]
 fn a_diverging_cell_is_recorded_and_the_sweep_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(
-        dir.path(),
-        "[[variants]]\nname = \"exploding\"\ntraining.learning_rate = 1e30\n",
+    // The diverging variant comes first, so that the sweep has cells to go on to.
+    let exp = tiny_experiment(dir.path(), "");
+    let text = std::fs::read_to_string(&exp).unwrap().replacen(
+        "[[variants]]",
+        "[[variants]]\nname = \"exploding\"\ntraining.learning_rate = 1e30\n\n[[variants]]",
+        1,
     );
+    std::fs::write(&exp, text).unwrap();
     let results = dir.path().join("results");
-    runner()
-        .args(["sweep", "--quiet", "--seed", "0"])
+    let out = runner()
+        .args(["sweep", "--seed", "0", "--no-report"])
         .arg(&exp)
         .arg("--results")
         .arg(&results)
         .assert()
         .code(3);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("[1/3] tiny / exploding / seed 0"),
+        "the diverging cell runs first: {stdout}"
+    );
     let record = read_json(&cell_dir(&results, "tiny", "exploding", 0).join("run.json"));
     assert_eq!(record["status"], "diverged");
+    let message = record["message"].as_str().unwrap();
     assert!(
-        record["message"].as_str().unwrap().contains("loss became"),
-        "{}",
-        record["message"]
+        message.contains("loss became") && message.contains("in epoch 1, batch "),
+        "{message}"
     );
-    // The other variants ran to completion.
-    assert_eq!(
-        read_json(&cell_dir(&results, "tiny", "feature_extraction", 0).join("run.json"))["status"],
-        "done"
+    // The closing table's row says where it stopped: the epoch and the batch.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("exploding ") && l.contains("diverged"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("in epoch 1, batch "), "{row}");
+    // The cells after it ran to completion.
+    for variant in ["feature_extraction", "fine_tuning_aug"] {
+        let run = read_json(&cell_dir(&results, "tiny", variant, 0).join("run.json"));
+        assert_eq!(run["status"], "done", "{variant}");
+        assert_eq!(run["epochs_completed"], 2, "{variant}");
+    }
+}
+
+/// A loss that explodes while staying finite (a head at learning rate 1e9) finishes the cell as
+/// done, with a warning on the console and in run.json; a normal cell has none.
+#[test]
+fn an_exploding_finite_loss_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        dir.path(),
+        "[[variants]]\nname = \"huge_lr\"\ntraining.freeze = [\"block*\"]\ntraining.learning_rate = 1e9\n",
     );
+    let results = dir.path().join("results");
+    let out = runner()
+        .args(["sweep", "--seed", "0", "--no-report"])
+        .args(["--variant", "huge_lr", "--variant", "feature_extraction"])
+        .arg(&exp)
+        .arg("--results")
+        .arg(&results)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let record = read_json(&cell_dir(&results, "tiny", "huge_lr", 0).join("run.json"));
+    assert_eq!(record["status"], "done");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(message.contains("the loss exploded"), "{record}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("huge_lr "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("warning: the loss exploded"), "{row}");
+    let normal = read_json(&cell_dir(&results, "tiny", "feature_extraction", 0).join("run.json"));
+    assert!(normal["message"].is_null(), "{normal}");
 }
 
 #[test]

@@ -172,6 +172,12 @@ fn run(
         other => other,
     };
     let (status, message) = record::ending(outcome, writer.metrics().len());
+    // A finished cell whose loss exploded (though finite) says so, here and in run.json.
+    let chance = std::f64::consts::LN_2;
+    let message = match crate::train::fit::loss_explosion(writer.metrics(), chance) {
+        Some(warning) if status == Status::Done => Some(format!("warning: {warning}")),
+        _ => message,
+    };
     if matches!(status, Status::Done | Status::Diverged) {
         trainee.keep_trained(&work)?;
     }
