@@ -60,6 +60,7 @@ pub fn check_inputs(experiment: &Experiment) -> anyhow::Result<String> {
         feature_cache: false,
         cache_memory: 0,
         jobs: 1,
+        pinned_code: None,
     };
     for cell in &cells {
         // One cell at a time: a stage that is not trained stops `prepare` after it has opened
