@@ -47,7 +47,7 @@ fn bad_files_get_exact_messages() {
         (
             format!("lerning_rate = 1\n{syn}"),
             "experiments/test.toml:1: lerning_rate: unknown key \"lerning_rate\" (expected one \
-             of: name, description, seeds, device, dataset, model, training, variants, pretrain)"
+             of: name, description, seeds, device, dataset, model, training, variants, pretrain, slurm)"
                 .into(),
         ),
         (
