@@ -313,6 +313,10 @@ fn outcome(
         Some(r) => (final_dir, Some(r)),
         None => (partial.clone(), read_record(&partial)),
     };
+    // Training time across every run of the cell (requeues included), from its epochs' rows.
+    let seconds = crate::store::read_metrics(&dir.join("metrics.csv"))
+        .map(|rows| rows.iter().map(|m| m.seconds).sum())
+        .unwrap_or(0.0);
     match record {
         Some(r) => CellResult {
             cell: cell.clone(),
@@ -320,7 +324,7 @@ fn outcome(
             skipped: None,
             dir,
             last: r.last,
-            seconds: 0.0,
+            seconds,
             message: r.message.map(|m| format!("{m} (log: {})", log.display())),
         },
         None => CellResult {
