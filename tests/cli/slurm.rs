@@ -169,6 +169,24 @@ fn wait_until(limit: u64, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The submission under `results` once its jobs are all submitted (waits for it).
+fn submitted(results: &Path) -> serde_json::Value {
+    let read = || -> Option<serde_json::Value> {
+        let state = find_code_state_dir(results)?;
+        let sub = std::fs::read_dir(state.join(".slurm"))
+            .ok()?
+            .flatten()
+            .next()?;
+        let rec = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(sub.path().join("submission.json")).ok()?,
+        )
+        .ok()?;
+        rec["array_job"].is_string().then_some(rec)
+    };
+    wait_until(120, "the submission", || read().is_some());
+    read().unwrap()
+}
+
 fn is_done(cell: &Path) -> bool {
     std::fs::read(cell.join("run.json"))
         .ok()
@@ -239,11 +257,29 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
     let only = ["--variant", "fine_tuning_aug", "--seed", "1", "--no-report"];
     let (code, local) = sweep(dir.path(), &conf, &exp, "local", &only);
     assert_eq!(code, 0, "{local}");
-    let mut args = vec!["--slurm"];
-    args.extend(only);
-    let (code, out) = sweep(dir.path(), &conf, &exp, "cluster", &args);
-    assert_eq!(code, 0, "{out}");
-    let task = format!("{}_0", array_job(&out));
+    // Followed with --wait through the requeue.
+    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args([
+            "sweep",
+            "tiny.toml",
+            "--results",
+            "cluster",
+            "--slurm",
+            "--wait",
+        ])
+        .args(only)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let task = format!(
+        "{}_0",
+        submitted(&dir.path().join("cluster"))["array_job"]
+            .as_str()
+            .unwrap()
+    );
     let results = dir.path().join("cluster");
     let partial = || {
         find_code_state_dir(&results)
@@ -279,7 +315,21 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
         &["update", &format!("jobid={task}"), "StartTime=now"],
     );
     let final_dir = cell_dir(&results, "slurmrequeue", "fine_tuning_aug", 1);
-    wait_until(180, "the requeued task to finish", || is_done(&final_dir));
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(is_done(&final_dir), "{text}");
+    // The table shows the cell's training seconds (both runs), as a local sweep's does.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("fine_tuning_aug ") && l.contains(" done "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let seconds: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(seconds > 0.0, "{text}");
     let rec = read_json(&final_dir.join("run.json"));
     assert_eq!(rec["slurm"]["restarts"], 1, "{rec}");
     let reference = cell_dir(
@@ -338,20 +388,7 @@ fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish()
         .spawn()
         .unwrap();
     let results = dir.path().join("results");
-    let submission = || -> Option<serde_json::Value> {
-        let state = find_code_state_dir(&results)?;
-        let sub = std::fs::read_dir(state.join(".slurm"))
-            .ok()?
-            .flatten()
-            .next()?;
-        let rec = serde_json::from_slice::<serde_json::Value>(
-            &std::fs::read(sub.path().join("submission.json")).ok()?,
-        )
-        .ok()?;
-        rec["report_job"].is_string().then_some(rec)
-    };
-    wait_until(120, "the submission", || submission().is_some());
-    let sub = submission().unwrap();
+    let sub = submitted(&results);
     std::fs::write(
         dir.path().join("bad/train/dogs/1.png"),
         b"this is not a png",
@@ -391,7 +428,9 @@ fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish()
     assert!(line.contains("failed (job "), "{status}");
     let log = line.rsplit_once("log ").unwrap().1.trim_end_matches(')');
     assert!(log.ends_with(&format!("cell-{index}.out")), "{status}");
-    let log = std::fs::read_to_string(log).unwrap();
+    // Relative to the directory `runner status` ran in.
+    let log = std::fs::read_to_string(dir.path().join(log))
+        .unwrap_or_else(|e| panic!("{log}: {e}\n{status}"));
     assert!(
         log.contains("1.png") && log.contains("cannot decode image"),
         "{log}"
