@@ -201,9 +201,10 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     let exp = tiny_experiment(dir.path(), "");
     let text = std::fs::read_to_string(&exp)
         .unwrap()
-        .replace("name = \"tiny\"", "name = \"slurmcancel\"");
+        .replace("name = \"tiny\"", "name = \"slurmcancel\"")
+        .replace("epochs = 2", "epochs = 8");
     std::fs::write(&exp, text).unwrap();
-    // One task at a time: the last cell is still pending when it is cancelled.
+    // One task at a time: the first cell is cancelled while it runs, the others wait.
     let (code, out) = sweep(
         dir.path(),
         &conf,
@@ -213,7 +214,26 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     );
     assert_eq!(code, 0, "{out}");
     let array = array_job(&out);
-    slurm(&conf, "scancel", &[&format!("{array}_3")]);
+    let first = format!("{array}_0");
+    wait_until(60, "the first task to run", || {
+        slurm(
+            &conf,
+            "squeue",
+            &["-h", "--states=all", "-j", &first, "-o", "%T"],
+        )
+        .trim()
+            == "RUNNING"
+    });
+    slurm(&conf, "scancel", &[&first]);
+    wait_until(60, "the first task to be cancelled", || {
+        slurm(
+            &conf,
+            "squeue",
+            &["-h", "--states=all", "-j", &first, "-o", "%T"],
+        )
+        .trim()
+            == "CANCELLED"
+    });
     let (code, again) = sweep(
         dir.path(),
         &conf,
@@ -232,10 +252,10 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     wait_until(180, "every cell to be done", || {
         cells.iter().all(|c| is_done(c))
     });
-    // The cancelled cell (array index 3: the last of the matrix) ran in the second array.
-    let rec = read_json(&cell_dir(&results, "slurmcancel", "fine_tuning_aug", 1).join("run.json"));
+    // The cancelled cell (array index 0: the first of the matrix) ran in the second array.
+    let rec = read_json(&cells[0].join("run.json"));
     assert_ne!(rec["slurm"]["array_job_id"], array.as_str(), "{rec}");
-    for cell in &cells[..3] {
+    for cell in &cells[1..] {
         let rec = read_json(&cell.join("run.json"));
         assert_eq!(rec["slurm"]["array_job_id"], array.as_str(), "{rec}");
     }
