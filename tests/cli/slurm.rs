@@ -428,6 +428,10 @@ fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish()
         is_done(&cell_dir(&results, "slurmbad", "good", 0)),
         "{text}"
     );
+    assert!(
+        text.contains("broken / seed 0: the task ended FAILED before training (log: "),
+        "{text}"
+    );
     let index = sub["cells"]
         .as_array()
         .unwrap()
