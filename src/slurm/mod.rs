@@ -126,6 +126,8 @@ pub struct CellJob {
     pub log: PathBuf,
     /// The code state the submission files its cells under.
     pub code_state: String,
+    /// Finished and planned epochs of a running cell, from its `.partial` record.
+    pub epochs: Option<(usize, usize)>,
 }
 
 /// The array tasks of `experiment` (of all: `None`) that squeue knows, newest submission last.
@@ -158,6 +160,7 @@ pub fn cell_jobs(
                     job: job.clone(),
                     log: Submission::cell_log(dir, index as usize),
                     code_state: sub.code_state.clone(),
+                    epochs: None,
                 });
             }
         }

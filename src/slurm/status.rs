@@ -1,7 +1,7 @@
 //! `runner status`: what Slurm says of the cells of submitted sweeps.
 
 use super::{cell_jobs, CellJob};
-use crate::store::ResultsLayout;
+use crate::store::{partial_dir, read_record, ResultsLayout};
 
 /// The job each submitted cell has now: its pending or running one, else its newest. `None`
 /// when nothing was submitted; an error only when submissions exist and squeue cannot be asked.
@@ -26,18 +26,35 @@ pub fn current_jobs(
             None => out.push(job),
         }
     }
+    for job in &mut out {
+        if job.job.state == "RUNNING" {
+            job.epochs = epochs(results, job);
+        }
+    }
     Ok(out)
 }
 
-/// One line for a cell's job: `running (job 12_3 on node n1)`, `pending (job 12_4, Priority)`,
+/// Finished and planned epochs of the cell's unfinished run, from its `.partial` record.
+fn epochs(results: &ResultsLayout, job: &CellJob) -> Option<(usize, usize)> {
+    let dir = partial_dir(&results.cell_dir(&job.code_state, &job.experiment, &job.cell));
+    let record = read_record(&dir)?;
+    Some((record.epochs_completed, record.config.training.epochs))
+}
+
+/// One line for a cell's job: `running (job 12_3 on node n1, epoch 2/10)`, `pending (job 12_4, Priority)`,
 /// `failed (job 12_5; log ...)`.
 pub fn describe(job: &CellJob) -> String {
     let j = &job.job;
     let state = j.state.to_lowercase();
     match j.state.as_str() {
-        "RUNNING" | "COMPLETING" | "CONFIGURING" => {
-            format!("{state} (job {} on node {})", j.display_id(), j.node)
-        }
+        "RUNNING" | "COMPLETING" | "CONFIGURING" => match job.epochs {
+            Some((done, total)) => format!(
+                "{state} (job {} on node {}, epoch {done}/{total})",
+                j.display_id(),
+                j.node
+            ),
+            None => format!("{state} (job {} on node {})", j.display_id(), j.node),
+        },
         "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "SUSPENDED" => {
             format!("{state} (job {}, {})", j.display_id(), j.reason)
         }

@@ -265,6 +265,8 @@ pub fn follow(dir: &Path, sub: &Submission, quiet: bool) -> anyhow::Result<Vec<C
         .collect();
     let total = sub.cells.len();
     let mut shown = usize::MAX;
+    // How each array task ended, by index.
+    let mut ended = std::collections::BTreeMap::new();
     loop {
         let listed = jobs::squeue(&job_name(&sub.experiment.name))?;
         let ours: Vec<_> = listed
@@ -280,24 +282,48 @@ pub fn follow(dir: &Path, sub: &Submission, quiet: bool) -> anyhow::Result<Vec<C
             shown = finished;
         }
         if ours.iter().all(|j| !j.active()) {
+            for j in &ours {
+                if let (true, Some(t)) = (Some(&j.array_job) == sub.array_job.as_ref(), j.task) {
+                    ended.insert(t as usize, j.state.clone());
+                }
+            }
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let results = outcomes(dir, sub);
+    let results = outcomes(dir, sub, &ended);
     if !quiet {
         println!("cells done: {}/{total}", results.len());
     }
     Ok(results)
 }
 
-/// Each submitted cell as its record says (final directory, else `.partial`).
-pub fn outcomes(dir: &Path, sub: &Submission) -> Vec<CellResult> {
+/// Each submitted cell as its record says (final directory, else `.partial`); a cell without
+/// one whose task `ended` in a state other than COMPLETED failed before training.
+pub fn outcomes(
+    dir: &Path,
+    sub: &Submission,
+    ended: &std::collections::BTreeMap<usize, String>,
+) -> Vec<CellResult> {
     let layout = crate::store::ResultsLayout::new(sub.workdir.join(&sub.results));
     sub.cells
         .iter()
         .enumerate()
-        .map(|(i, cell)| outcome(&layout, sub, cell, &Submission::cell_log(dir, i)))
+        .map(|(i, cell)| {
+            let log = Submission::cell_log(dir, i);
+            let mut result = outcome(&layout, sub, cell, &log);
+            if let Some(state) = ended.get(&i).filter(|s| *s != "COMPLETED") {
+                if result.status.is_none() {
+                    result.status = Some(crate::store::Status::Failed);
+                    result.skipped = None;
+                    result.message = Some(format!(
+                        "the task ended {state} before training (log: {})",
+                        log.display()
+                    ));
+                }
+            }
+            result
+        })
         .collect()
 }
 
@@ -313,6 +339,10 @@ fn outcome(
         Some(r) => (final_dir, Some(r)),
         None => (partial.clone(), read_record(&partial)),
     };
+    // Training time across every run of the cell (requeues included), from its epochs' rows.
+    let seconds = crate::store::read_metrics(&dir.join("metrics.csv"))
+        .map(|rows| rows.iter().map(|m| m.seconds).sum())
+        .unwrap_or(0.0);
     match record {
         Some(r) => CellResult {
             cell: cell.clone(),
@@ -321,7 +351,7 @@ fn outcome(
             skipped_status: None,
             dir,
             last: r.last,
-            seconds: 0.0,
+            seconds,
             message: r.message.map(|m| format!("{m} (log: {})", log.display())),
         },
         None => CellResult {

@@ -132,3 +132,331 @@ fn without_sbatch_on_path_the_error_says_so() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("`sbatch` is not on PATH"), "{err}");
 }
+
+/// A Slurm command (scancel, scontrol) against the test cluster; panics with its words on failure.
+fn slurm(conf: &str, program: &str, args: &[&str]) -> String {
+    let out = Process::new(program)
+        .env("SLURM_CONF", conf)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The array job id a `--slurm` run printed (`cells 123_[0-3]`).
+fn array_job(out: &str) -> String {
+    let at = out
+        .find("cells ")
+        .unwrap_or_else(|| panic!("no array job in {out}"))
+        + 6;
+    out[at..].split('_').next().unwrap().to_string()
+}
+
+/// Wait (at most `limit` seconds) until `ready` holds, polling.
+fn wait_until(limit: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(limit),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The submission under `results` once its jobs are all submitted (waits for it).
+fn submitted(results: &Path) -> serde_json::Value {
+    let read = || -> Option<serde_json::Value> {
+        let state = find_code_state_dir(results)?;
+        let sub = std::fs::read_dir(state.join(".slurm"))
+            .ok()?
+            .flatten()
+            .next()?;
+        let rec = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(sub.path().join("submission.json")).ok()?,
+        )
+        .ok()?;
+        rec["array_job"].is_string().then_some(rec)
+    };
+    wait_until(120, "the submission", || read().is_some());
+    read().unwrap()
+}
+
+fn is_done(cell: &Path) -> bool {
+    std::fs::read(cell.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|r| r["status"] == "done")
+}
+
+#[test]
+fn a_cancelled_task_is_the_only_cell_submitted_again() {
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("name = \"tiny\"", "name = \"slurmcancel\"")
+        .replace("epochs = 2", "epochs = 8");
+    std::fs::write(&exp, text).unwrap();
+    // One task at a time: the first cell is cancelled while it runs, the others wait.
+    let (code, out) = sweep(
+        dir.path(),
+        &conf,
+        &exp,
+        "results",
+        &["--slurm", "--max-parallel", "1", "--no-report"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let array = array_job(&out);
+    let first = format!("{array}_0");
+    wait_until(60, "the first task to run", || {
+        slurm(
+            &conf,
+            "squeue",
+            &["-h", "--states=all", "-j", &first, "-o", "%T"],
+        )
+        .trim()
+            == "RUNNING"
+    });
+    slurm(&conf, "scancel", &[&first]);
+    wait_until(60, "the first task to be cancelled", || {
+        slurm(
+            &conf,
+            "squeue",
+            &["-h", "--states=all", "-j", &first, "-o", "%T"],
+        )
+        .trim()
+            == "CANCELLED"
+    });
+    let (code, again) = sweep(
+        dir.path(),
+        &conf,
+        &exp,
+        "results",
+        &["--slurm", "--wait", "--no-report"],
+    );
+    assert_eq!(code, 0, "{again}");
+    assert!(again.contains("submitted 1 cell(s)"), "{again}");
+    assert!(again.contains("cells done: 1/1"), "{again}");
+    let results = dir.path().join("results");
+    let cells: Vec<PathBuf> = ["feature_extraction", "fine_tuning_aug"]
+        .iter()
+        .flat_map(|v| [0, 1].map(|s| cell_dir(&results, "slurmcancel", v, s)))
+        .collect();
+    wait_until(180, "every cell to be done", || {
+        cells.iter().all(|c| is_done(c))
+    });
+    // The cancelled cell (array index 0: the first of the matrix) ran in the second array.
+    let rec = read_json(&cells[0].join("run.json"));
+    assert_ne!(rec["slurm"]["array_job_id"], array.as_str(), "{rec}");
+    for cell in &cells[1..] {
+        let rec = read_json(&cell.join("run.json"));
+        assert_eq!(rec["slurm"]["array_job_id"], array.as_str(), "{rec}");
+    }
+    let (code, last) = sweep(dir.path(), &conf, &exp, "results", &["--slurm"]);
+    assert_eq!(code, 0, "{last}");
+    assert!(last.contains("nothing to submit: 4 cell(s) done"), "{last}");
+}
+
+#[test]
+fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("name = \"tiny\"", "name = \"slurmrequeue\"")
+        .replace("epochs = 2", "epochs = 12");
+    std::fs::write(&exp, text).unwrap();
+    let only = ["--variant", "fine_tuning_aug", "--seed", "1", "--no-report"];
+    let (code, local) = sweep(dir.path(), &conf, &exp, "local", &only);
+    assert_eq!(code, 0, "{local}");
+    // Followed with --wait through the requeue.
+    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args([
+            "sweep",
+            "tiny.toml",
+            "--results",
+            "cluster",
+            "--slurm",
+            "--wait",
+        ])
+        .args(only)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let task = format!(
+        "{}_0",
+        submitted(&dir.path().join("cluster"))["array_job"]
+            .as_str()
+            .unwrap()
+    );
+    let results = dir.path().join("cluster");
+    let partial = || {
+        find_code_state_dir(&results)
+            .map(|d| d.join("slurmrequeue/fine_tuning_aug/seed-1.partial"))
+            .filter(|p| p.join("checkpoint.safetensors").exists())
+    };
+    wait_until(120, "a checkpoint of the running task", || {
+        partial().is_some_and(|p| {
+            std::fs::read_to_string(p.join("metrics.csv")).is_ok_and(|t| t.lines().count() > 2)
+        })
+    });
+    // A running cell shows its epoch in `runner status`.
+    let status = runner()
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args(["status", "slurmrequeue", "--results", "cluster"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains(&format!("running (job {task} on node ")),
+        "{status}"
+    );
+    assert!(status.contains("/12)"), "{status}");
+    slurm(&conf, "scontrol", &["requeue", &task]);
+    // A requeued job waits 120 s to start again unless told otherwise.
+    wait_until(60, "the requeued task to be pending", || {
+        slurm(&conf, "squeue", &["-h", "-j", &task, "-o", "%T"]).trim() == "PENDING"
+    });
+    slurm(
+        &conf,
+        "scontrol",
+        &["update", &format!("jobid={task}"), "StartTime=now"],
+    );
+    let final_dir = cell_dir(&results, "slurmrequeue", "fine_tuning_aug", 1);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(is_done(&final_dir), "{text}");
+    // The table shows the cell's training seconds (both runs), as a local sweep's does.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("fine_tuning_aug ") && l.contains(" done "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let seconds: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(seconds > 0.0, "{text}");
+    let rec = read_json(&final_dir.join("run.json"));
+    assert_eq!(rec["slurm"]["restarts"], 1, "{rec}");
+    let reference = cell_dir(
+        &dir.path().join("local"),
+        "slurmrequeue",
+        "fine_tuning_aug",
+        1,
+    );
+    assert_eq!(metrics(&final_dir), metrics(&reference));
+    assert_eq!(
+        std::fs::read(final_dir.join("trained.safetensors")).unwrap(),
+        std::fs::read(reference.join("trained.safetensors")).unwrap()
+    );
+    let state = code_state_dir(&results);
+    let log = std::fs::read_dir(state.join(".slurm"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("logs/cell-0.out"))
+        .next()
+        .unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("resuming after epoch"), "{log}");
+}
+
+#[test]
+fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish() {
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    super::errors::image_folders(&dir.path().join("good"), 3);
+    super::errors::image_folders(&dir.path().join("bad"), 3);
+    let exp = dir.path().join("slurmbad.toml");
+    std::fs::write(
+        &exp,
+        "name = \"slurmbad\"\nseeds = [0]\n[dataset]\ntrain_dir = \"good/train\"\n\
+         validation_dir = \"good/validation\"\nimage_size = [32, 32]\nbatch_size = 4\n\
+         on_bad_image = \"error\"\n[model]\nchannels = [2, 2, 2, 2, 2]\nhead = { units = [4] }\n\
+         [training]\nepochs = 1\n[slurm]\nextra = [\"--hold\"]\n\
+         [[variants]]\nname = \"good\"\n\
+         [[variants]]\nname = \"broken\"\ndataset.train_dir = \"bad/train\"\n",
+    )
+    .unwrap();
+    // The jobs are held: the data breaks after the submit host checked it, before a task reads it.
+    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args([
+            "sweep",
+            "slurmbad.toml",
+            "--results",
+            "results",
+            "--slurm",
+            "--wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let results = dir.path().join("results");
+    let sub = submitted(&results);
+    std::fs::write(
+        dir.path().join("bad/train/dogs/1.png"),
+        b"this is not a png",
+    )
+    .unwrap();
+    for job in ["array_job", "report_job"] {
+        slurm(&conf, "scontrol", &["release", sub[job].as_str().unwrap()]);
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        is_done(&cell_dir(&results, "slurmbad", "good", 0)),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken / seed 0: the task ended FAILED before training (log: "),
+        "{text}"
+    );
+    let index = sub["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c["variant"] == "broken")
+        .unwrap();
+    let status = runner()
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args(["status", "slurmbad", "--results", "results"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let line = status
+        .lines()
+        .find(|l| l.contains("slurmbad / broken / seed 0"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains("failed (job "), "{status}");
+    let log = line.rsplit_once("log ").unwrap().1.trim_end_matches(')');
+    assert!(log.ends_with(&format!("cell-{index}.out")), "{status}");
+    // Relative to the directory `runner status` ran in.
+    let log = std::fs::read_to_string(dir.path().join(log))
+        .unwrap_or_else(|e| panic!("{log}: {e}\n{status}"));
+    assert!(
+        log.contains("1.png") && log.contains("cannot decode image"),
+        "{log}"
+    );
+}
