@@ -10,12 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/py-venv
-packages=(tensorboard mlflow)
+# Pinned, so every machine reads results back with the same code (the versions the tests were
+# written against).
+packages=(tensorboard==2.21.0 mlflow==3.17.2)
 mkdir -p target
 command -v python3 >/dev/null || { echo "python3 is not installed" >&2; exit 2; }
 exec 9>target/py-venv.lock
 if command -v flock >/dev/null; then flock 9; fi
-if [ -f "$venv/.complete" ]; then echo "$PWD/$venv/bin/python"; exit 0; fi
+want="${packages[*]}"
+if [ -f "$venv/.complete" ] && [ "$(cat "$venv/.complete")" = "$want" ]; then echo "$PWD/$venv/bin/python"; exit 0; fi
 rm -rf "$venv"
 python3 -m venv "$venv" >&2 || {
   echo "python3 cannot create a virtual environment (on Debian: apt-get install python3-venv)" >&2
@@ -26,5 +29,5 @@ python3 -m venv "$venv" >&2 || {
   echo "pip could not install ${packages[*]} into $venv (no package index reachable?)" >&2
   exit 3
 }
-touch "$venv/.complete"
+printf '%s' "$want" >"$venv/.complete"
 echo "$PWD/$venv/bin/python"
