@@ -8,6 +8,7 @@
 //! `null`, where scikit-learn would warn and print 0.
 
 pub use crate::store::evaluation::{ClassScores, Metrics};
+use crate::train::loss::{argmax, predicts_positive};
 
 /// The logits of a test set, one row per image (one value for a binary head, one per class
 /// otherwise), and each image's true class index.
@@ -34,17 +35,10 @@ pub fn probabilities(row: &[f32]) -> Vec<f64> {
 /// `sigmoid(z) > 0.5` (strict, in f32 as Keras's `BinaryAccuracy`), otherwise the first index of
 /// the largest logit (`tf.argmax`).
 pub fn predicted(row: &[f32]) -> usize {
-    if let [z] = row {
-        let p = 1.0f32 / (1.0 + (-z).exp());
-        return usize::from(p > 0.5);
+    match row {
+        [z] => usize::from(predicts_positive(*z)),
+        _ => argmax(row),
     }
-    let mut best = 0;
-    for (i, &z) in row.iter().enumerate() {
-        if z > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 fn sigmoid(z: f64) -> f64 {

@@ -66,15 +66,17 @@ pub fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     ((logits.relu()? - (logits * labels)?)? + softplus_neg_abs)?.mean_all()
 }
 
-/// Keras `BinaryAccuracy`: predicted class is `sigmoid(z) > 0.5` (strict), computed in f32.
+/// Keras `BinaryAccuracy`'s predicted class of one logit: `sigmoid(z) > 0.5` (strict), in f32.
+pub fn predicts_positive(z: f32) -> bool {
+    1.0 / (1.0 + (-z).exp()) > 0.5
+}
+
+/// Keras `BinaryAccuracy`: how many logits predict their label (see `predicts_positive`).
 pub fn correct_predictions(logits: &[f32], labels: &[f32]) -> usize {
     logits
         .iter()
         .zip(labels)
-        .filter(|&(&z, &y)| {
-            let p = 1.0 / (1.0 + (-z).exp());
-            (p > 0.5) == (y > 0.5)
-        })
+        .filter(|&(&z, &y)| predicts_positive(z) == (y > 0.5))
         .count()
 }
 
@@ -98,21 +100,24 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
     (log_sum_exp - picked)?.mean_all()
 }
 
-/// Keras `SparseCategoricalAccuracy`: the predicted class is the argmax of the logits, the first
-/// index among ties (as `tf.argmax`).
+/// Keras `SparseCategoricalAccuracy`'s predicted class of one row of logits: the argmax, the
+/// first index among ties (as `tf.argmax`).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &z) in row.iter().enumerate() {
+        if z > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Keras `SparseCategoricalAccuracy`: how many rows' argmax is their label.
 pub fn correct_argmax(logits: &[Vec<f32>], labels: &[f32]) -> usize {
     logits
         .iter()
         .zip(labels)
-        .filter(|&(row, &y)| {
-            let mut best = 0;
-            for (i, &z) in row.iter().enumerate() {
-                if z > row[best] {
-                    best = i;
-                }
-            }
-            best as f32 == y
-        })
+        .filter(|&(row, &y)| argmax(row) as f32 == y)
         .count()
 }
 
