@@ -160,22 +160,34 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
 /// trained it or an earlier one did: a script that reruns until exit 0 must not stop with cells
 /// missing. The cells that are not done are listed, each with why and what to do.
 fn matrix_outcome(results: &[sweep::CellResult]) -> Outcome {
+    outcome_of(results, false, false)
+}
+
+/// [`matrix_outcome`], also counting cells this process did not see end: `failed_elsewhere`
+/// (failed earlier, already listed) and `pending_elsewhere` (still queued or training elsewhere).
+fn outcome_of(
+    results: &[sweep::CellResult],
+    failed_elsewhere: bool,
+    pending_elsewhere: bool,
+) -> Outcome {
     let not_done: Vec<(&sweep::CellResult, String)> = results
         .iter()
         .filter_map(|r| r.not_done().map(|why| (r, why)))
         .collect();
-    if not_done.is_empty() {
+    if not_done.is_empty() && !failed_elsewhere && !pending_elsewhere {
         println!("every cell of the selected matrix is done");
         return Outcome::Success;
     }
-    eprintln!("{} cell(s) not done:", not_done.len());
+    if !not_done.is_empty() {
+        eprintln!("{} cell(s) not done:", not_done.len());
+    }
     for (r, why) in &not_done {
         eprintln!("  {} / seed {}: {why}", r.cell.variant, r.cell.seed);
     }
     let failed = not_done
         .iter()
         .any(|(r, _)| matches!(r.status_now(), Some(Status::Failed | Status::Diverged)));
-    if failed {
+    if failed || failed_elsewhere {
         Outcome::CellsFailed
     } else {
         Outcome::CellsPending
@@ -183,18 +195,23 @@ fn matrix_outcome(results: &[sweep::CellResult]) -> Outcome {
 }
 
 /// `--slurm`: submit, print the jobs, and with `--wait` follow them and exit as a local sweep.
+///
+/// Without `--wait` a successful submission exits 0: the cells train later, and `runner status`
+/// follows them. Otherwise the exit code says what a local sweep's would: 3 when a cell failed or
+/// diverged (in this submission or earlier), 6 when cells are still pending or running in jobs
+/// submitted earlier, 0 only when every selected cell is done.
 fn run_slurm(
     request: crate::slurm::submit::Request<'_>,
     wait: bool,
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
     let submitted = crate::slurm::submit::submit(request)?;
-    let Some((dir, sub)) = submitted.submission else {
+    let Some((dir, sub)) = &submitted.submission else {
         println!(
             "nothing to submit: {} cell(s) done or failed earlier, {} pending or running",
             submitted.skipped, submitted.active
         );
-        return Ok(Outcome::Success);
+        return Ok(slurm_outcome(&submitted, &[]));
     };
     let ids: Vec<String> = [
         sub.stage_job.as_ref().map(|j| format!("stage {j}")),
@@ -217,17 +234,31 @@ fn run_slurm(
     if !wait {
         return Ok(Outcome::Success);
     }
-    let results = crate::slurm::submit::follow(&dir, &sub, quiet)?;
+    let results = crate::slurm::submit::follow(dir, sub, quiet)?;
     println!("\n{}", progress::summary_table(&results));
-    for r in &results {
-        if let Some(m) = r.message.as_ref().or(r.skipped.as_ref()) {
-            println!("{} / seed {}: {m}", r.cell.variant, r.cell.seed);
-        }
+    Ok(slurm_outcome(&submitted, &results))
+}
+
+/// The outcome of a `--slurm` sweep that knows how its cells ended: those it followed
+/// (`results`), those it skipped as failed earlier, and those left to jobs of earlier submissions.
+fn slurm_outcome(
+    submitted: &crate::slurm::submit::Submitted,
+    results: &[sweep::CellResult],
+) -> Outcome {
+    for (cell, why) in &submitted.failed_earlier {
+        eprintln!("{} / seed {}: {why}", cell.variant, cell.seed);
     }
-    if results.iter().any(|r| r.status != Some(Status::Done)) {
-        return Ok(Outcome::CellsFailed);
+    if submitted.active > 0 {
+        eprintln!(
+            "{} cell(s) still pending or running in jobs submitted earlier; `runner status` follows them",
+            submitted.active
+        );
     }
-    Ok(Outcome::Success)
+    outcome_of(
+        results,
+        !submitted.failed_earlier.is_empty(),
+        submitted.active > 0,
+    )
 }
 
 /// After a sweep, the report of the code state it ran under (when a cell has results). A report
@@ -256,4 +287,46 @@ pub fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], ro
 
 fn parse_size(text: &str) -> Result<u64, String> {
     crate::base::memory::parse_size(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cell;
+    use crate::slurm::submit::Submitted;
+
+    fn nothing_submitted(active: usize, failed: usize) -> Submitted {
+        Submitted {
+            submission: None,
+            skipped: failed,
+            active,
+            failed_earlier: (0..failed)
+                .map(|seed| {
+                    let cell = Cell {
+                        variant: "fine_tuning".into(),
+                        seed: seed as u64,
+                    };
+                    (cell, "failed earlier".to_string())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_slurm_sweep_with_nothing_to_submit_exits_as_its_cells_stand() {
+        assert_eq!(
+            slurm_outcome(&nothing_submitted(0, 0), &[]),
+            Outcome::Success
+        );
+        assert_eq!(
+            slurm_outcome(&nothing_submitted(2, 0), &[]),
+            Outcome::CellsPending,
+            "cells still queued elsewhere are not done"
+        );
+        assert_eq!(
+            slurm_outcome(&nothing_submitted(2, 1), &[]),
+            Outcome::CellsFailed,
+            "a cell that failed earlier needs a person"
+        );
+    }
 }

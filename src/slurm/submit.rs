@@ -11,7 +11,7 @@ use super::{cell_jobs, job_name, jobs, Submission};
 use crate::config::{Cell, Experiment, SlurmSettings};
 use crate::plan::Plan;
 use crate::provenance::CodeState;
-use crate::store::{partial_dir, read_record};
+use crate::store::{partial_dir, read_record, Status};
 use crate::sweep::{self, CellResult, SweepOptions};
 
 /// What `submit` did.
@@ -22,6 +22,8 @@ pub struct Submitted {
     /// pending or running.
     pub skipped: usize,
     pub active: usize,
+    /// The skipped cells that failed or diverged earlier, each with why and what to do.
+    pub failed_earlier: Vec<(Cell, String)>,
 }
 
 /// The flags of `runner sweep` that shape a submission beyond the sweep options.
@@ -41,6 +43,7 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
     let plan = Plan::new(req.experiment, options.epochs)?;
     let experiment = &plan.experiment;
     let cells = sweep::select_cells(&plan, options)?;
+    let mut failed_earlier = Vec::new();
     let (code, mut todo, stage_needed, skipped) =
         match sweep::prepare(&plan, &cells, options, sweep::stage::Training::Never) {
             Ok(inputs) => {
@@ -48,11 +51,14 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
                 let mut skipped = 0;
                 for cell in &cells {
                     match sweep::skip_reason(&plan, cell, &inputs, options) {
-                        Some(reason) => {
+                        Some((reason, status)) => {
                             options.progress.line(&format!(
                                 "{} / seed {}: {reason}",
                                 cell.cell.variant, cell.cell.seed
                             ));
+                            if matches!(status, Some(Status::Failed | Status::Diverged)) {
+                                failed_earlier.push((cell.cell.clone(), reason));
+                            }
                             skipped += 1;
                         }
                         None => todo.push(cell.cell.clone()),
@@ -88,6 +94,7 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
             submission: None,
             skipped,
             active,
+            failed_earlier,
         });
     }
 
@@ -140,6 +147,7 @@ pub fn submit(req: Request<'_>) -> anyhow::Result<Submitted> {
         submission: Some((dir, sub)),
         skipped,
         active,
+        failed_earlier,
     })
 }
 
@@ -313,7 +321,13 @@ pub fn outcomes(
             let log = Submission::cell_log(dir, i);
             let mut result = outcome(&layout, sub, cell, &log);
             if let Some(state) = ended.get(&i).filter(|s| *s != "COMPLETED") {
-                if result.status.is_none() {
+                if result.status.is_none() && state.starts_with("CANCELLED") {
+                    // Someone cancelled it: nothing is wrong with the cell, it is just not done.
+                    result.skipped = Some(format!(
+                        "its task was cancelled before training; `runner sweep --slurm` submits it again (log: {})",
+                        log.display()
+                    ));
+                } else if result.status.is_none() {
                     result.status = Some(crate::store::Status::Failed);
                     result.skipped = None;
                     result.message = Some(format!(

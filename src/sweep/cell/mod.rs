@@ -195,14 +195,15 @@ fn run(
     })
 }
 
-/// Why a sweep would not train `cell` now (done already, failed earlier), or `None` when it
-/// would train or resume it: the decision of `run_cell`, from what is on disk, without its lock.
+/// Why a sweep would not train `cell` now (done already, failed earlier), with the status on
+/// disk, or `None` when it would train or resume it: the decision of `run_cell`, from what is on
+/// disk, without its lock.
 pub fn skip_reason(
     plan: &Plan,
     cell: &CellPlan,
     inputs: &Inputs,
     options: &SweepOptions,
-) -> Option<String> {
+) -> Option<(String, Option<Status>)> {
     let (_, key) = inputs.run_key(cell);
     let dir = options
         .results
@@ -213,7 +214,7 @@ pub fn skip_reason(
         options.force,
         options.retry_failed,
     ) {
-        Action::Skip(skip) => Some(skip.reason),
+        Action::Skip(skip) => Some((skip.reason, skip.on_disk)),
         _ => None,
     }
 }
