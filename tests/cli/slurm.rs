@@ -465,3 +465,50 @@ fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish()
         "{log}"
     );
 }
+
+#[test]
+fn a_wait_whose_tasks_are_cancelled_before_training_exits_6_and_says_so() {
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    super::errors::image_folders(&dir.path().join("data"), 3);
+    let exp = dir.path().join("slurmheld.toml");
+    std::fs::write(
+        &exp,
+        "name = \"slurmheld\"\nseeds = [0]\n[dataset]\ntrain_dir = \"data/train\"\n\
+         validation_dir = \"data/validation\"\nimage_size = [32, 32]\nbatch_size = 4\n\
+         [model]\nchannels = [2, 2, 2, 2, 2]\nhead = { units = [4] }\n\
+         [training]\nepochs = 1\n[slurm]\nextra = [\"--hold\"]\n\
+         [[variants]]\nname = \"only\"\n",
+    )
+    .unwrap();
+    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir.path())
+        .env("SLURM_CONF", &conf)
+        .args([
+            "sweep",
+            "slurmheld.toml",
+            "--results",
+            "results",
+            "--slurm",
+            "--wait",
+            "--no-report",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sub = submitted(&dir.path().join("results"));
+    // Cancelled while held: the task never starts, so the cell is not done but nothing failed.
+    slurm(&conf, "scancel", &[sub["array_job"].as_str().unwrap()]);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains("only / seed 0: its task was cancelled before training"),
+        "{text}"
+    );
+}
