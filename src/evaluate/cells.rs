@@ -50,7 +50,7 @@ pub fn check_test_dir(experiment: &Experiment) -> anyhow::Result<()> {
 
 /// What happened to one cell.
 pub enum CellEvaluation {
-    Written(Evaluation),
+    Written(Box<Evaluation>),
     /// The cell has this evaluation already (same test set, model and run key).
     Stored,
     Failed(anyhow::Error),
@@ -84,7 +84,7 @@ pub fn evaluate_cells(
                 .and_then(|m| evaluate(dir, &record, &m, &settings.test_dir, &name))
                 .and_then(|e| write(dir, &e).map(|_| e));
             match done {
-                Ok(e) => CellEvaluation::Written(e),
+                Ok(e) => CellEvaluation::Written(Box::new(e)),
                 Err(e) => CellEvaluation::Failed(e),
             }
         };

@@ -31,11 +31,13 @@ pub struct Tracker {
     off: AtomicBool,
 }
 
+/// The trackers by (tracking URI, MLflow experiment); None for a server that could not be used.
+type Trackers = HashMap<(String, String), Option<Arc<Tracker>>>;
+
 /// One tracker per (server, experiment) per process, so that a server found down is warned
 /// about once and never asked again.
-fn trackers() -> &'static Mutex<HashMap<(String, String), Option<Arc<Tracker>>>> {
-    static TRACKERS: OnceLock<Mutex<HashMap<(String, String), Option<Arc<Tracker>>>>> =
-        OnceLock::new();
+fn trackers() -> &'static Mutex<Trackers> {
+    static TRACKERS: OnceLock<Mutex<Trackers>> = OnceLock::new();
     TRACKERS.get_or_init(Default::default)
 }
 
