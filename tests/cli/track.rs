@@ -123,11 +123,7 @@ fn tensorboard_reads_every_cell_as_a_run_with_the_values_of_its_metrics() {
 fn a_resumed_cell_s_events_say_what_its_metrics_say_with_no_step_twice() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "");
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 6");
-    std::fs::write(&exp, text).unwrap();
+    let exp = six_epochs(dir.path(), "");
     let args = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
     let results = dir.path().join("results");
     let partial = sweep_killed_after_two_epochs(&exp, &results, &args, "fine_tuning_aug", 0);
@@ -297,11 +293,7 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_nothing() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "");
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 6");
-    std::fs::write(&exp, text).unwrap();
+    let exp = six_epochs(dir.path(), "");
     let results = dir.path().join("results");
     let seed0 = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
     let running = sweep_killed_after_two_epochs(&exp, &results, &seed0, "fine_tuning_aug", 0);
@@ -365,6 +357,16 @@ fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_n
     read_mlflow(&python, &server.uri, &cells);
 }
 
+/// The tiny experiment (with `extra`) at 6 epochs a cell.
+fn six_epochs(dir: &Path, extra: &str) -> PathBuf {
+    let exp = tiny_experiment(dir, extra);
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 6");
+    std::fs::write(&exp, text).unwrap();
+    exp
+}
+
 /// The four cells of the tiny experiment.
 fn all_cells(results: &Path) -> Vec<PathBuf> {
     ["feature_extraction", "fine_tuning_aug"]
@@ -399,14 +401,10 @@ fn a_sweep_with_an_mlflow_table_logs_each_cell_as_it_trains_and_a_rerun_duplicat
     let server_dir = dir.path().join("mlflow");
     std::fs::create_dir_all(&server_dir).unwrap();
     let server = MlflowServer::start(&python, &server_dir);
-    let exp = tiny_experiment(
+    let exp = six_epochs(
         dir.path(),
         &format!("[mlflow]\ntracking_uri = \"{}\"\n", server.uri),
     );
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 6");
-    std::fs::write(&exp, text).unwrap();
     let results = dir.path().join("results");
 
     // While a cell trains, its run is RUNNING and has the epochs it finished.
