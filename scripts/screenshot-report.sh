@@ -17,16 +17,7 @@ height=${4:-1800}
 
 [ -f "$html" ] || { echo "error: $html does not exist (run \`runner report\` first)" >&2; exit 1; }
 
-browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
-if [ -z "$browser" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
-        browser=$(command -v chromium)
-    else
-        echo "error: no Chromium found; install it (Debian: apt-get install -y chromium)" >&2
-        exit 1
-    fi
-fi
+source "$(dirname "$0")/chromium.sh"
 
 flags=(--headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run
        --hide-scrollbars --virtual-time-budget=5000)

@@ -22,6 +22,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     print!("{}", describe(&experiment)?);
     let checked = check_inputs(&experiment)?;
     println!("{checked}");
+    if let Some(settings) = &experiment.evaluation {
+        crate::evaluate::cells::check_test_dir(&experiment)?;
+        println!(
+            "evaluation: every cell on {} ({} model) when a sweep ends",
+            settings.test_dir.display(),
+            match settings.model {
+                crate::config::EvaluatedModel::Final => "final",
+                crate::config::EvaluatedModel::Best => "best",
+            }
+        );
+    }
     Ok(Outcome::Success)
 }
 

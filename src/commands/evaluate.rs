@@ -33,7 +33,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<Outcome> {
     let found = crate::reproduce::locate(&ResultsLayout::new(&args.results.results), &args.run)?;
     let name = match args.name {
         Some(name) => name,
-        None => default_name(&args.test_dir, args.best)?,
+        None => evaluate::default_name(&args.test_dir, args.best),
     };
     if !name
         .chars()
@@ -48,25 +48,6 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<Outcome> {
     print!("{}", table(&evaluation));
     println!("wrote {} and {}", json.display(), csv.display());
     Ok(Outcome::Success)
-}
-
-fn default_name(test_dir: &std::path::Path, best: bool) -> anyhow::Result<String> {
-    let base = std::fs::canonicalize(test_dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "test".into());
-    let clean: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok(if best { format!("{clean}-best") } else { clean })
 }
 
 /// What the terminal shows: the headline numbers, the per-class scores and the confusion matrix.

@@ -10,6 +10,7 @@
 //! - `locate`: dotted key paths and the line each one is written on.
 //! - `hash`: the canonical hash of a resolved cell configuration (a run-key component).
 
+pub mod after_training;
 mod augmentation;
 mod device;
 mod forms;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use after_training::{EvaluatedModel, EvaluationSettings, MlflowSettings};
 pub use device::DeviceChoice;
 pub use spec::{
     Activation, AugmentStep, ConvInit, Factor, FillMode, FlipMode, HeadSpec, Interpolation,
@@ -56,6 +58,13 @@ pub struct Experiment {
     /// The `[slurm]` table: job resources for `runner sweep --slurm`. Not part of any run key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<spec::SlurmSettings>,
+    /// The `[mlflow]` table: where `runner sweep` logs as it goes. Not part of any run key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowSettings>,
+    /// The `[evaluation]` table: the test set every cell is evaluated on when a sweep ends. Not
+    /// part of any run key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationSettings>,
 }
 
 /// A training stage that runs before the cells that load its weights (`[pretrain]`): the

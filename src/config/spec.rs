@@ -43,6 +43,14 @@ pub struct ExperimentSpec {
     /// `[slurm]`: how `runner sweep --slurm` submits the cells. Never part of a run key.
     #[serde(default)]
     pub slurm: Option<SlurmSettings>,
+    /// `[mlflow]`: log each cell to an MLflow tracking server while the sweep runs. Never part
+    /// of a run key.
+    #[serde(default)]
+    pub mlflow: Option<super::after_training::MlflowSettings>,
+    /// `[evaluation]`: evaluate every cell on a test set at the end of a sweep. Never part of a
+    /// run key.
+    #[serde(default)]
+    pub evaluation: Option<super::after_training::EvaluationSpec>,
 }
 
 /// `[slurm]`: the resources each job asks for (`runner sweep --slurm`; flags override them).

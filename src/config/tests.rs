@@ -47,7 +47,7 @@ fn bad_files_get_exact_messages() {
         (
             format!("lerning_rate = 1\n{syn}"),
             "experiments/test.toml:1: lerning_rate: unknown key \"lerning_rate\" (expected one \
-             of: name, description, seeds, device, dataset, model, training, variants, pretrain, slurm)"
+             of: name, description, seeds, device, dataset, model, training, variants, pretrain, slurm, mlflow, evaluation)"
                 .into(),
         ),
         (
@@ -982,4 +982,59 @@ model.weights = "none"
     assert_eq!(fe.model.weights, Weights::Stage("pretrain".into()));
     assert_eq!(exp.stage_of(fe), Some(stage));
     assert_eq!(exp.stage_of(&exp.variants[1].config), None);
+}
+
+#[test]
+fn mlflow_and_evaluation_tables_are_checked_and_change_no_run_key() {
+    use crate::plan::{InputHashes, Plan};
+    let base = "seeds = [0, 1]\n[dataset.synthetic]\n[[variants]]\nname = \"a\"\n";
+    let with = format!(
+        "{base}[mlflow]\ntracking_uri = \"http://127.0.0.1:5000\"\nexperiment = \"x\"\n\
+         [evaluation]\ntest_dir = \"data/test\"\nmodel = \"best\"\n"
+    );
+    let keys = |e: &Experiment| -> Vec<String> {
+        Plan::new(e, None)
+            .unwrap()
+            .cells
+            .iter()
+            .map(|c| {
+                c.run_key(InputHashes {
+                    dataset: "d",
+                    weights: None,
+                    code: "c",
+                    stage: None,
+                })
+                .1
+            })
+            .collect()
+    };
+    let (plain, tracked) = (parse_ok(base), parse_ok(&with));
+    assert_eq!(keys(&plain), keys(&tracked));
+    let mlflow = tracked.mlflow.as_ref().unwrap();
+    assert_eq!(
+        mlflow.tracking_uri.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    assert_eq!(mlflow.experiment.as_deref(), Some("x"));
+    let evaluation = tracked.evaluation.as_ref().unwrap();
+    assert_eq!(evaluation.test_dir, Path::new("experiments/data/test"));
+    assert_eq!(evaluation.model, EvaluatedModel::Best);
+
+    let error = |text: String| parse(&text, Path::new(FILE)).unwrap_err().to_string();
+    let e = error(format!("{base}[mlflow]\ntrackng_uri = \"http://h:1\"\n"));
+    assert!(
+        e.starts_with("experiments/test.toml:6: mlflow.trackng_uri: unknown key"),
+        "{e}"
+    );
+    let e = error(format!("{base}[mlflow]\ntracking_uri = \"./mlruns\"\n"));
+    assert!(
+        e.starts_with("experiments/test.toml:6: mlflow.tracking_uri: \"./mlruns\" is not a tracking server's URL"),
+        "{e}"
+    );
+    let e = error(format!(
+        "{base}[evaluation]\ntest_dir = \"t\"\nmodel = \"last\"\n"
+    ));
+    assert!(e.contains("evaluation.model"), "{e}");
+    let e = error(format!("{base}[evaluation]\nmodel = \"best\"\n"));
+    assert!(e.contains("test_dir"), "{e}");
 }

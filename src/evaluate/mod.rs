@@ -6,6 +6,7 @@
 //! the cell's training did: the same decoding, resizing to the cell's image size, preprocessing
 //! and `on_bad_image` rule.
 
+pub mod cells;
 pub mod metrics;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,31 @@ pub fn write(dir: &Path, evaluation: &Evaluation) -> anyhow::Result<(PathBuf, Pa
     write_atomic(&json, &serde_json::to_vec_pretty(evaluation)?)?;
     write_atomic(&csv, evaluation.csv().as_bytes())?;
     Ok((json, csv))
+}
+
+/// The name of a test set's evaluation files: the test folder's name (characters other than
+/// letters, digits, '_' and '-' as '_'), with "-best" for the best epoch's model.
+pub fn default_name(test_dir: &Path, best: bool) -> String {
+    let base = std::fs::canonicalize(test_dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "test".into());
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if best {
+        format!("{clean}-best")
+    } else {
+        clean
+    }
 }
 
 /// A file left out, with the reason.

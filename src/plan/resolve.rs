@@ -70,6 +70,13 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         }
     }
 
+    let evaluation = spec
+        .evaluation
+        .as_ref()
+        .map(|e| crate::config::EvaluationSettings {
+            test_dir: base_dir.join(&e.test_dir),
+            model: e.model,
+        });
     Ok(Experiment {
         name,
         description: spec.description.clone(),
@@ -80,7 +87,28 @@ pub fn resolve(src: &Source<'_>, parsed: Parsed) -> Result<Experiment, ConfigErr
         device: spec.device,
         pretrain: stage,
         slurm: spec.slurm.clone(),
+        mlflow: check_mlflow(src, &spec)?,
+        evaluation,
     })
+}
+
+/// `[mlflow]`, whose `tracking_uri` must be a server's URL (what `track::mlflow` talks to).
+fn check_mlflow(
+    src: &Source<'_>,
+    spec: &ExperimentSpec,
+) -> Result<Option<crate::config::MlflowSettings>, ConfigError> {
+    if let Some(uri) = spec.mlflow.as_ref().and_then(|m| m.tracking_uri.as_ref()) {
+        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+            return Err(src.error(
+                &KeyPath::parse("mlflow.tracking_uri"),
+                format!(
+                    "{uri:?} is not a tracking server's URL; give http://HOST:PORT (a local \
+                     mlruns folder or database is not supported: serve it with `mlflow server`)"
+                ),
+            ));
+        }
+    }
+    Ok(spec.mlflow.clone())
 }
 
 /// Safe as one directory name on every platform the results may be copied to.

@@ -72,6 +72,8 @@ pub fn reproduce(
         device: device.unwrap_or_else(|| rec.device.parse().unwrap_or(DeviceChoice::Cpu)),
         pretrain: rec.stage.as_ref().map(|s| s.stage.clone()),
         slurm: None,
+        mlflow: None,
+        evaluation: None,
     };
     let plan = Plan::new(&experiment, None)?;
     let cell = &plan.cells[0];

@@ -52,6 +52,8 @@ pub struct Inputs {
     pub features: FeatureCache,
     /// Where decoded images are cached (sharing the memory budget with `features`).
     pub images: ImageCache,
+    /// Where the cells are logged as they train (`[mlflow]`), when the server could be reached.
+    pub tracker: Option<std::sync::Arc<crate::track::live::Tracker>>,
 }
 
 impl Inputs {

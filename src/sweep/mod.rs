@@ -168,10 +168,13 @@ pub fn run_plan(
         device: &device,
         stop: stop.as_ref(),
     };
-    let inputs = prepare(plan, &cells, options, training)?;
+    let mut inputs = prepare(plan, &cells, options, training)?;
     if let Some(warning) = &inputs.code.warning {
         eprintln!("{warning}");
     }
+    inputs.tracker = experiment.mlflow.as_ref().and_then(|settings| {
+        crate::track::live::Tracker::for_experiment(settings, &experiment.name)
+    });
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
     }
@@ -231,6 +234,7 @@ pub fn prepare(
             budget.clone(),
         ),
         images: image_cache(options, budget),
+        tracker: None,
     };
     let cpu = crate::model::cpu();
     for cell in cells {

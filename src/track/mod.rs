@@ -1,6 +1,7 @@
 //! Where people already watch their runs: TensorBoard event files beside each cell's metrics,
 //! and the export of cells to an MLflow tracking server. Both show the same scalars per epoch.
 
+pub mod live;
 pub mod mlflow;
 pub mod tensorboard;
 

@@ -188,3 +188,103 @@ fn a_test_set_with_other_classes_is_refused_by_name() {
     assert!(err.contains("[apples, pears]"), "{err}");
     assert!(!cell.join("evaluation").exists());
 }
+
+/// A copy of the folder `from` (files and sub-folders) at `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_evaluation_table_evaluates_every_cell_when_the_sweep_ends_once_per_test_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let results = dir.path().join("results");
+    let sweep = |extra: &[&str]| {
+        let mut command = runner();
+        command
+            .arg("sweep")
+            .arg(&exp)
+            .args(["--variant", "fine_tuning_aug", "--seed", "1"])
+            .args(extra)
+            .arg("--results")
+            .arg(&results);
+        command.assert()
+    };
+    sweep(&["--quiet", "--no-report"]).success();
+    let cell = cell_dir(&results, "tiny", "fine_tuning_aug", 1);
+    let record = read_json(&cell.join("run.json"));
+    let validation = PathBuf::from(record["validation"]["dir"].as_str().unwrap());
+    copy_tree(&validation, &dir.path().join("test"));
+
+    // A test folder that is not there: `check` and `sweep` name the key and the path.
+    tiny_experiment(dir.path(), "[evaluation]\ntest_dir = \"missing\"\n");
+    for command in ["check", "sweep"] {
+        let mut run = runner();
+        run.arg(command).arg(&exp);
+        if command == "sweep" {
+            run.arg("--results").arg(&results);
+        }
+        let out = run.assert().code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("evaluation.test_dir")
+                && stderr.contains(&dir.path().join("missing").display().to_string())
+                && stderr.contains("no such directory"),
+            "{command}: {stderr}"
+        );
+    }
+
+    // The table changes no run key: the cell is done already, and is evaluated.
+    tiny_experiment(dir.path(), "[evaluation]\ntest_dir = \"test\"\n");
+    let out = sweep(&[]).success();
+    let text = stdout(&out);
+    assert!(text.contains("done already"), "{text}");
+    assert!(
+        text.contains("1 cell(s) evaluated, 0 had it already"),
+        "{text}"
+    );
+    assert_eq!(
+        read_json(&cell.join("run.json"))["started_at"],
+        record["started_at"]
+    );
+    let json_path = cell.join("evaluation/test.json");
+    let json = read_json(&json_path);
+    assert_eq!(json["model"], "final");
+    assert_eq!(
+        json["metrics"]["accuracy"].as_f64().unwrap(),
+        last(&cell, "val_acc")
+    );
+    let report =
+        std::fs::read_to_string(code_state_dir(&results).join("tiny/report/report.md")).unwrap();
+    assert!(report.contains("## Test sets"), "{report}");
+
+    // Again: stored already, not evaluated twice.
+    let before = std::fs::read(&json_path).unwrap();
+    let text = stdout(&sweep(&["--no-report"]).success());
+    assert!(
+        text.contains("0 cell(s) evaluated, 1 had it already"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&json_path).unwrap(), before);
+
+    // The best epoch's model is another evaluation.
+    tiny_experiment(
+        dir.path(),
+        "[evaluation]\ntest_dir = \"test\"\nmodel = \"best\"\n",
+    );
+    let text = stdout(&sweep(&["--no-report"]).success());
+    assert!(text.contains("1 cell(s) evaluated"), "{text}");
+    assert_eq!(
+        read_json(&cell.join("evaluation/test-best.json"))["model"],
+        "best"
+    );
+}

@@ -115,10 +115,7 @@ fn tensorboard_reads_every_cell_as_a_run_with_the_values_of_its_metrics() {
         .assert()
         .success();
     let logdir = code_state_dir(&results).join("tiny");
-    let cells: Vec<PathBuf> = ["feature_extraction", "fine_tuning_aug"]
-        .iter()
-        .flat_map(|v| [0, 1].map(|s| cell_dir(&results, "tiny", v, s)))
-        .collect();
+    let cells = all_cells(&results);
     read_tensorboard(&python, &logdir, &cells);
 }
 
@@ -126,11 +123,7 @@ fn tensorboard_reads_every_cell_as_a_run_with_the_values_of_its_metrics() {
 fn a_resumed_cell_s_events_say_what_its_metrics_say_with_no_step_twice() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "");
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 6");
-    std::fs::write(&exp, text).unwrap();
+    let exp = six_epochs(dir.path(), "");
     let args = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
     let results = dir.path().join("results");
     let partial = sweep_killed_after_two_epochs(&exp, &results, &args, "fine_tuning_aug", 0);
@@ -257,8 +250,14 @@ fn export(uri: &str, results: &Path) -> assert_cmd::assert::Assert {
 
 /// Run `tests/reference/read_mlflow.py` against the server for `cells`.
 fn read_mlflow(python: &Path, uri: &str, cells: &[PathBuf]) {
+    read_mlflow_with(python, &[], uri, cells)
+}
+
+/// `read_mlflow` with the script's `options` (`--live`, `--report DIR`).
+fn read_mlflow_with(python: &Path, options: &[&std::ffi::OsStr], uri: &str, cells: &[PathBuf]) {
     let out = std::process::Command::new(python)
         .arg(reference_script("read_mlflow.py"))
+        .args(options)
         .args([uri, "tiny"])
         .args(cells)
         .output()
@@ -294,11 +293,7 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_nothing() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(dir.path(), "");
-    let text = std::fs::read_to_string(&exp)
-        .unwrap()
-        .replace("epochs = 2", "epochs = 6");
-    std::fs::write(&exp, text).unwrap();
+    let exp = six_epochs(dir.path(), "");
     let results = dir.path().join("results");
     let seed0 = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
     let running = sweep_killed_after_two_epochs(&exp, &results, &seed0, "fine_tuning_aug", 0);
@@ -360,4 +355,128 @@ fn mlflow_export_creates_one_run_per_cell_updates_a_running_one_and_duplicates_n
         "{stdout}"
     );
     read_mlflow(&python, &server.uri, &cells);
+}
+
+/// The tiny experiment (with `extra`) at 6 epochs a cell.
+fn six_epochs(dir: &Path, extra: &str) -> PathBuf {
+    let exp = tiny_experiment(dir, extra);
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 6");
+    std::fs::write(&exp, text).unwrap();
+    exp
+}
+
+/// The four cells of the tiny experiment.
+fn all_cells(results: &Path) -> Vec<PathBuf> {
+    ["feature_extraction", "fine_tuning_aug"]
+        .iter()
+        .flat_map(|v| [0, 1].map(|s| cell_dir(results, "tiny", v, s)))
+        .collect()
+}
+
+fn output(out: &assert_cmd::assert::Assert) -> (String, String) {
+    let o = out.get_output();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A sweep of `exp` over every cell, with its report; `MLFLOW_TRACKING_URI` as `env` says.
+fn sweep_all(exp: &Path, results: &Path, env: Option<&str>) -> assert_cmd::assert::Assert {
+    let mut command = runner();
+    command.arg("sweep").arg(exp).arg("--results").arg(results);
+    match env {
+        Some(uri) => command.env("MLFLOW_TRACKING_URI", uri),
+        None => command.env_remove("MLFLOW_TRACKING_URI"),
+    };
+    command.assert().success()
+}
+
+#[test]
+fn a_sweep_with_an_mlflow_table_logs_each_cell_as_it_trains_and_a_rerun_duplicates_nothing() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("mlflow");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let server = MlflowServer::start(&python, &server_dir);
+    let exp = six_epochs(
+        dir.path(),
+        &format!("[mlflow]\ntracking_uri = \"{}\"\n", server.uri),
+    );
+    let results = dir.path().join("results");
+
+    // While a cell trains, its run is RUNNING and has the epochs it finished.
+    let seed0 = ["--variant", "fine_tuning_aug", "--seed", "0", "--no-report"];
+    let running = sweep_killed_after_two_epochs(&exp, &results, &seed0, "fine_tuning_aug", 0);
+    read_mlflow_with(
+        &python,
+        &["--live".as_ref()],
+        &server.uri,
+        std::slice::from_ref(&running),
+    );
+
+    // The sweep resumes that cell and trains the others: every run FINISHED with each epoch
+    // once, metrics.csv, run.json and the report as artifacts.
+    let (stdout, stderr) = output(&sweep_all(&exp, &results, None));
+    assert!(
+        stdout.contains("mlflow: logging to experiment \"tiny\""),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("MLflow"), "{stderr}");
+    let cells = all_cells(&results);
+    let report = code_state_dir(&results).join("tiny/report");
+    let with_report = ["--report".as_ref(), report.as_os_str()];
+    read_mlflow_with(&python, &with_report, &server.uri, &cells);
+
+    // Again: every cell is done; nothing is created or logged twice.
+    let (stdout, _) = output(&sweep_all(&exp, &results, None));
+    assert!(!stdout.contains("(ended earlier)"), "{stdout}");
+    read_mlflow_with(&python, &with_report, &server.uri, &cells);
+}
+
+#[test]
+fn a_sweep_whose_mlflow_server_is_down_trains_warns_once_and_the_next_sweep_uploads_its_cells() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let exp = tiny_experiment(
+        dir.path(),
+        &format!("[mlflow]\ntracking_uri = \"{down}\"\n"),
+    );
+    let results = dir.path().join("results");
+    let started = Instant::now();
+    let (_, stderr) = output(&sweep_all(&exp, &results, None));
+    assert_eq!(
+        stderr.matches("not logging to MLflow").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("runner export mlflow tiny --tracking-uri {down}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("logging stopped"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(300));
+    let cells = all_cells(&results);
+    for cell in &cells {
+        assert_eq!(read_json(&cell.join("run.json"))["status"], "done");
+    }
+
+    // The server is up, and MLFLOW_TRACKING_URI (which overrides the file's) names it: the next
+    // sweep trains nothing and uploads the cells it finds done.
+    let server_dir = dir.path().join("mlflow");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let server = MlflowServer::start(&python, &server_dir);
+    let (stdout, stderr) = output(&sweep_all(&exp, &results, Some(&server.uri)));
+    assert_eq!(stdout.matches("(ended earlier)").count(), 4, "{stdout}");
+    assert!(!stderr.contains("MLflow"), "{stderr}");
+    let report = code_state_dir(&results).join("tiny/report");
+    read_mlflow_with(
+        &python,
+        &["--report".as_ref(), report.as_os_str()],
+        &server.uri,
+        &cells,
+    );
 }

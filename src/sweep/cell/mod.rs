@@ -107,6 +107,9 @@ fn run(
     }
     let resume_after = match action {
         Action::Skip(skip) => {
+            if let (Some(tracker), Some(_)) = (&inputs.tracker, skip.on_disk) {
+                tracker.catch_up(&final_dir);
+            }
             let last = read_record(&final_dir).and_then(|r| r.last);
             return Ok(CellResult {
                 last,
@@ -158,13 +161,16 @@ fn run(
         &key[..12],
         work.display()
     ));
+    let tracker = inputs.tracker.as_deref();
+    let mut live = tracker.and_then(|t| t.start(&writer.record, &work, writer.metrics()));
+    let tracking = tracker.zip(live.as_mut());
     let outcome = trainee.fit(
         cell,
         prepared,
         &cache,
         &mut writer,
         first_epoch,
-        &options.progress,
+        (&options.progress, tracking),
         stop,
     );
     let outcome = match outcome {
@@ -183,6 +189,9 @@ fn run(
     }
     let last = writer.metrics().last().copied();
     let dir = writer.finish(status, message.clone())?;
+    if let Some((tracker, live)) = tracker.zip(live) {
+        tracker.finish(live, &dir);
+    }
     Ok(CellResult {
         cell: cell.cell.clone(),
         status: Some(status),

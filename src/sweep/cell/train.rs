@@ -14,6 +14,7 @@ use crate::sweep::feature_cache::CellCache;
 use crate::sweep::files::RESUME_CHECKPOINT;
 use crate::sweep::inputs::PreparedData;
 use crate::sweep::progress::{self, Progress};
+use crate::track::live::{Live, Tracker};
 use crate::track::{self, tensorboard};
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer, Running};
 
@@ -83,7 +84,7 @@ impl Trainee {
         cache: &CellCache,
         writer: &mut CellWriter,
         first_epoch: usize,
-        progress: &Progress,
+        (progress, tracking): (&Progress, Option<(&Tracker, &mut Live)>),
         stop: &AtomicBool,
     ) -> anyhow::Result<FitOutcome> {
         let cfg = &cell.variant.config;
@@ -113,6 +114,7 @@ impl Trainee {
             progress,
             bar: progress::EpochBar::default(),
             best,
+            tracking,
         };
         let outcome = fit.run(&mut observer);
         observer.bar.finish();
@@ -156,6 +158,8 @@ struct CellObserver<'a> {
     /// Best validation accuracy so far; `best-trained.safetensors` holds that epoch's trained
     /// parameters.
     best: f64,
+    /// The cell's MLflow run (`[mlflow]`), logged as each epoch ends.
+    tracking: Option<(&'a Tracker, &'a mut Live)>,
 }
 
 impl Observer for CellObserver<'_> {
@@ -176,6 +180,9 @@ impl Observer for CellObserver<'_> {
         }
         self.writer.epoch(m)?;
         write_events(self.writer)?;
+        if let Some((tracker, live)) = &mut self.tracking {
+            tracker.epoch(live, &self.writer.record, self.writer.metrics());
+        }
         self.progress.line(&progress::epoch_line(
             m,
             self.writer.record.config.training.epochs,

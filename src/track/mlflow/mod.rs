@@ -11,13 +11,17 @@
 //! started with `--no-serve-artifacts`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::store::{read_metrics, RunRecord, Status};
+use crate::train::EpochMetrics;
+use wire::{artifacts_path, encode, params, read_response, string, tags};
+
+mod wire;
 
 /// A tracking server at `http(s)://host:port[/prefix]`.
 pub struct Client {
@@ -168,22 +172,78 @@ impl Client {
         read_response(response, &self.base, "PUT", &path).map(|_| ())
     }
 
-    /// Create or update the MLflow run of the cell in `dir` (its run.json is `record`).
+    /// Create or update the MLflow run of the cell in `dir` (its run.json is `record`): find or
+    /// create it, log its params, tags and the epochs it lacks, upload its files and set its
+    /// status.
     pub fn export_cell(
         &self,
         experiment_id: &str,
         dir: &Path,
         record: &RunRecord,
     ) -> anyhow::Result<Exported> {
-        let run_key = record
-            .run_key
-            .as_deref()
-            .with_context(|| format!("{}: run.json has no run key", dir.display()))?;
-        let metrics_file = dir.join("metrics.csv");
-        let metrics = read_metrics(&metrics_file)?;
+        let metrics = read_metrics(&dir.join("metrics.csv"))?;
+        let mut run = self.open_run(experiment_id, dir, record)?;
+        let metrics_logged = self.log_epochs(&mut run, record, &metrics)?;
+        let artifacts_skipped = self.close_run(&run, dir, record)?;
+        Ok(Exported {
+            run_id: run.run_id,
+            created: run.created,
+            metrics_logged,
+            artifacts_skipped,
+        })
+    }
+
+    /// Bring the run of a finished cell up to date unless MLflow already has it with the cell's
+    /// status (then nothing is sent). Returns what was done, or None when nothing was needed.
+    pub fn sync_cell(
+        &self,
+        experiment_id: &str,
+        dir: &Path,
+        record: &RunRecord,
+    ) -> anyhow::Result<Option<Exported>> {
+        let run_key = run_key_of(dir, record)?;
+        let found = self.find_run(experiment_id, run_key)?;
+        let current = found.is_some_and(|run| {
+            run["info"]["status"].as_str() == Some(run_status(record.status))
+                && record.status != Status::Running
+        });
+        if current {
+            return Ok(None);
+        }
+        self.export_cell(experiment_id, dir, record).map(Some)
+    }
+
+    /// The run of the cell whose run.json is `record`, when MLflow has one (nothing is logged).
+    pub fn existing_run(
+        &self,
+        experiment_id: &str,
+        dir: &Path,
+        record: &RunRecord,
+    ) -> anyhow::Result<Option<CellRun>> {
+        let found = self.find_run(experiment_id, run_key_of(dir, record)?)?;
+        found
+            .map(|run| {
+                Ok(CellRun {
+                    run_id: string(&run["info"]["run_id"], "run_id")?,
+                    artifact_uri: run["info"]["artifact_uri"].as_str().unwrap_or("").into(),
+                    created: false,
+                    logged: BTreeMap::new(),
+                })
+            })
+            .transpose()
+    }
+
+    /// The run of the cell whose run.json is `record`, found by its run key or created, with
+    /// the cell's params and tags logged. `dir` is only named in errors.
+    pub fn open_run(
+        &self,
+        experiment_id: &str,
+        dir: &Path,
+        record: &RunRecord,
+    ) -> anyhow::Result<CellRun> {
+        let run_key = run_key_of(dir, record)?;
         let started_ms = (super::tensorboard::unix_seconds(&record.started_at) * 1000.0) as i64;
         let tags = tags(record, run_key);
-
         let found = self.find_run(experiment_id, run_key)?;
         let created = found.is_none();
         let run = match found {
@@ -207,218 +267,125 @@ impl Client {
             .as_str()
             .unwrap_or("")
             .to_string();
-
         self.log_batch(&run_id, "params", &params(record))?;
         self.log_batch(&run_id, "tags", &tags)?;
-        let learning_rate = super::learning_rate(&record.config.training.optimizer);
-        let mut logged: BTreeMap<&str, HashSet<i64>> = BTreeMap::new();
+        let mut logged: BTreeMap<&'static str, HashSet<i64>> = BTreeMap::new();
         if !created {
             for tag in super::tensorboard::TAGS {
                 logged.insert(tag, self.logged_steps(&run_id, tag)?);
             }
         }
+        Ok(CellRun {
+            run_id,
+            artifact_uri,
+            created,
+            logged,
+        })
+    }
+
+    /// Log the epochs of `metrics` (all the cell's epochs so far) that the run lacks, each
+    /// scalar with the epoch as step and the time the epoch ended (the cell's start plus the
+    /// seconds of its epochs). Returns the number of values logged.
+    pub fn log_epochs(
+        &self,
+        run: &mut CellRun,
+        record: &RunRecord,
+        metrics: &[EpochMetrics],
+    ) -> anyhow::Result<usize> {
+        let learning_rate = super::learning_rate(&record.config.training.optimizer);
         let mut values = Vec::new();
-        let mut wall = started_ms as f64;
-        for m in &metrics {
+        let mut wall = super::tensorboard::unix_seconds(&record.started_at) * 1000.0;
+        let mut new_steps = Vec::new();
+        for m in metrics {
             wall += m.seconds * 1000.0;
+            let step = m.epoch as i64;
             for (key, value) in super::scalars(m, learning_rate) {
-                let step = m.epoch as i64;
-                if logged.get(key).is_some_and(|s| s.contains(&step)) {
+                if run.logged.get(key).is_some_and(|s| s.contains(&step)) {
                     continue;
                 }
+                new_steps.push((key, step));
                 values.push(json!({
                     "key": key, "value": value, "timestamp": wall as i64, "step": step,
                 }));
             }
         }
-        self.log_batch(&run_id, "metrics", &values)?;
+        self.log_batch(&run.run_id, "metrics", &values)?;
+        for (key, step) in new_steps {
+            run.logged.entry(key).or_default().insert(step);
+        }
+        Ok(values.len())
+    }
 
-        let artifacts_skipped = if artifacts_path(&artifact_uri).is_some() {
-            for name in ["metrics.csv", "run.json"] {
-                let file = dir.join(name);
-                let bytes = std::fs::read(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                self.upload(&artifact_uri, name, bytes)?;
-            }
-            None
-        } else {
-            Some(format!(
-                "the server does not serve artifacts (artifact URI {artifact_uri:?}); start \
-                 `mlflow server` with --serve-artifacts to upload metrics.csv and run.json"
-            ))
-        };
-
-        let mut update = json!({ "run_id": run_id, "status": run_status(record.status) });
+    /// Set the run's status (RUNNING, or the cell's status with its end time) and its
+    /// `runner.status` tag.
+    pub fn set_status(&self, run: &CellRun, record: &RunRecord) -> anyhow::Result<()> {
+        let tag = json!({ "key": STATUS_TAG, "value": record.status.to_string() });
+        self.log_batch(&run.run_id, "tags", &[tag])?;
+        let mut update = json!({ "run_id": run.run_id, "status": run_status(record.status) });
         if record.status != Status::Running {
-            let end = record
-                .finished_at
-                .as_deref()
-                .map(|t| (super::tensorboard::unix_seconds(t) * 1000.0) as i64)
-                .unwrap_or(wall as i64);
-            update["end_time"] = json!(end);
+            let end = record.finished_at.as_deref().unwrap_or(&record.started_at);
+            update["end_time"] = json!((super::tensorboard::unix_seconds(end) * 1000.0) as i64);
         }
         self.call("POST", "/api/2.0/mlflow/runs/update", Some(&update))?;
-        Ok(Exported {
-            run_id,
-            created,
-            metrics_logged: values.len(),
-            artifacts_skipped,
-        })
+        Ok(())
     }
+
+    /// Upload the cell's metrics.csv and run.json from `dir` and set the run's status from
+    /// `record`. Returns why the artifacts were not uploaded, if they were not.
+    pub fn close_run(
+        &self,
+        run: &CellRun,
+        dir: &Path,
+        record: &RunRecord,
+    ) -> anyhow::Result<Option<String>> {
+        let files = ["metrics.csv", "run.json"].map(|name| (name.to_string(), dir.join(name)));
+        let skipped = self.upload_files(run, &files)?;
+        self.set_status(run, record)?;
+        Ok(skipped)
+    }
+
+    /// Upload each `(artifact name, file)` into the run's artifacts. Returns why nothing was
+    /// uploaded when the server does not serve artifacts.
+    pub fn upload_files(
+        &self,
+        run: &CellRun,
+        files: &[(String, PathBuf)],
+    ) -> anyhow::Result<Option<String>> {
+        if artifacts_path(&run.artifact_uri).is_none() {
+            return Ok(Some(format!(
+                "the server does not serve artifacts (artifact URI {:?}); start `mlflow server` \
+                 with --serve-artifacts to upload metrics.csv and run.json",
+                run.artifact_uri
+            )));
+        }
+        for (name, file) in files {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            self.upload(&run.artifact_uri, name, bytes)?;
+        }
+        Ok(None)
+    }
+}
+
+/// The MLflow run of one cell, as `Client::open_run` found or created it.
+#[derive(Debug, Clone)]
+pub struct CellRun {
+    pub run_id: String,
+    artifact_uri: String,
+    /// The run was created now (else it existed).
+    pub created: bool,
+    /// The steps each metric has in MLflow (append-only histories: never logged twice).
+    logged: BTreeMap<&'static str, HashSet<i64>>,
+}
+
+fn run_key_of<'a>(dir: &Path, record: &'a RunRecord) -> anyhow::Result<&'a str> {
+    record
+        .run_key
+        .as_deref()
+        .with_context(|| format!("{}: run.json has no run key", dir.display()))
 }
 
 /// The tag that finds a cell's run again.
 pub const RUN_KEY_TAG: &str = "runner.run_key";
-
-fn tags(record: &RunRecord, run_key: &str) -> Vec<Value> {
-    let mut tags = vec![
-        (RUN_KEY_TAG, run_key.to_string()),
-        ("runner.experiment", record.experiment.clone()),
-        ("runner.variant", record.variant.clone()),
-        ("runner.seed", record.seed.to_string()),
-        ("runner.device", record.device.clone()),
-        ("runner.status", record.status.to_string()),
-    ];
-    if let Some(state) = &record.code_state {
-        tags.push(("runner.code_state", state.clone()));
-    }
-    if let Some(commit) = record.provenance.as_ref().and_then(|p| p.commit.clone()) {
-        tags.push(("runner.commit", commit.clone()));
-        tags.push(("mlflow.source.git.commit", commit));
-    }
-    tags.into_iter()
-        .map(|(k, v)| json!({ "key": k, "value": v }))
-        .collect()
-}
-
-/// run.json's `config`, flattened: `training.optimizer.learning_rate = 0.001`; lists and
-/// nulls as their JSON text.
-fn params(record: &RunRecord) -> Vec<Value> {
-    // Through the JSON text, as run.json has it: `to_value` would widen an f32 such as 0.1 to
-    // 0.10000000149011612.
-    let config = serde_json::to_vec(&record.config)
-        .ok()
-        .and_then(|text| serde_json::from_slice(&text).ok())
-        .unwrap_or(Value::Null);
-    let mut out = Vec::new();
-    flatten("", &config, &mut out);
-    out.into_iter()
-        .map(|(k, v)| json!({ "key": k, "value": v }))
-        .collect()
-}
-
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        Value::String(s) => out.push((prefix.to_string(), s.clone())),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
-}
-
-/// `<experiment>/<run>/artifacts` of `mlflow-artifacts:/<...>` or
-/// `mlflow-artifacts://host:port/<...>`; None for any other URI.
-fn artifacts_path(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    let rest = match rest.strip_prefix("//") {
-        Some(authority_and_path) => authority_and_path.split_once('/')?.1,
-        None => rest.trim_start_matches('/'),
-    };
-    Some(rest.trim_end_matches('/').to_string())
-}
-
-fn read_response(
-    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    base: &str,
-    method: &str,
-    path: &str,
-) -> anyhow::Result<Value> {
-    let mut response = response.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach the MLflow tracking server at {base} ({e}); is it running? \
-             (e.g. `mlflow server --host 127.0.0.1 --port 5000`), or check --tracking-uri"
-        )
-    })?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    if !(200..300).contains(&status) {
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let what = match (v["error_code"].as_str(), v["message"].as_str()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            _ => text.chars().take(300).collect(),
-        };
-        bail!("the MLflow server at {base} refused {method} {path}: HTTP {status} {what}");
-    }
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).with_context(|| {
-        format!("{base}{path} answered with something other than JSON; is it an MLflow server?")
-    })
-}
-
-fn string(v: &Value, what: &str) -> anyhow::Result<String> {
-    v.as_str()
-        .map(str::to_string)
-        .with_context(|| format!("the MLflow server's answer has no {what}"))
-}
-
-/// Percent-encoding for a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn artifact_uris_map_to_the_artifacts_endpoint() {
-        assert_eq!(
-            artifacts_path("mlflow-artifacts:/1/abc/artifacts").as_deref(),
-            Some("1/abc/artifacts")
-        );
-        assert_eq!(
-            artifacts_path("mlflow-artifacts://h:5000/1/abc/artifacts/").as_deref(),
-            Some("1/abc/artifacts")
-        );
-        assert_eq!(artifacts_path("/tmp/mlruns/1/abc/artifacts"), None);
-        assert_eq!(artifacts_path("s3://bucket/1/abc"), None);
-    }
-
-    #[test]
-    fn the_configuration_flattens_to_dotted_params() {
-        let mut out = Vec::new();
-        flatten(
-            "",
-            &json!({"training": {"epochs": 2, "optimizer": {"name": "adam"}}, "tags": [1, 2], "x": null}),
-            &mut out,
-        );
-        let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(
-            got,
-            [
-                ("training.epochs", "2"),
-                ("training.optimizer.name", "adam"),
-                ("tags", "[1,2]"),
-                ("x", "null")
-            ]
-        );
-        assert_eq!(encode("a b/é"), "a%20b%2F%C3%A9");
-    }
-}
+/// The tag with the cell's status (as run.json says it).
+pub const STATUS_TAG: &str = "runner.status";
