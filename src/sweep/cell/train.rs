@@ -115,7 +115,7 @@ impl Trainee {
             best,
         };
         let outcome = fit.run(&mut observer);
-        observer.bar.finish();
+        observer.bar.close();
         outcome
     }
 
@@ -161,7 +161,7 @@ struct CellObserver<'a> {
 impl Observer for CellObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
         let epochs = self.writer.record.config.training.epochs;
-        self.bar.start(self.progress, epoch, epochs, batches);
+        self.bar.start(self.progress, "", epoch, epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &Running) {
@@ -176,10 +176,8 @@ impl Observer for CellObserver<'_> {
         }
         self.writer.epoch(m)?;
         write_events(self.writer)?;
-        self.progress.line(&progress::epoch_line(
-            m,
-            self.writer.record.config.training.epochs,
-        ));
+        self.progress
+            .epoch(m, self.writer.record.config.training.epochs);
         Ok(())
     }
 }
