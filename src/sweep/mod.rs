@@ -162,9 +162,11 @@ pub fn run_plan(
     let cells = select_cells(plan, options)?;
     let device = open_device(experiment, options)?;
     // The whole-matrix view, from here to the end of the sweep (a pretraining stage included).
-    let live = options
-        .progress
-        .sweep(&experiment.name, &cells, options.jobs.clamp(1, cells.len().max(1)));
+    let live = options.progress.sweep(
+        &experiment.name,
+        &cells,
+        options.jobs.clamp(1, cells.len().max(1)),
+    );
     let options = &SweepOptions {
         progress: live.progress().clone(),
         ..options.clone()

@@ -63,7 +63,10 @@ fn a_sweep_into_a_log_prints_lines_with_the_matrix_counts_and_eta() {
     assert_eq!(epochs.len(), 6, "{log}");
     for line in &epochs {
         let eta = field(line, "ETA").unwrap_or_else(|| panic!("no ETA: {line}"));
-        assert!(clock_seconds(eta).is_some(), "ETA {eta:?} is not a time: {line}");
+        assert!(
+            clock_seconds(eta).is_some(),
+            "ETA {eta:?} is not a time: {line}"
+        );
         let elapsed = field(line, "elapsed").unwrap();
         assert!(clock_seconds(elapsed).is_some(), "{line}");
     }
@@ -83,7 +86,10 @@ fn a_sweep_into_a_log_prints_lines_with_the_matrix_counts_and_eta() {
         .collect();
     finished.sort();
     assert_eq!(finished, [1, 2, 3, 4, 5, 6], "{log}");
-    assert!(ends.iter().all(|l| l.contains("/6 cells finished")), "{log}");
+    assert!(
+        ends.iter().all(|l| l.contains("/6 cells finished")),
+        "{log}"
+    );
     // The diverged cells count as failed; the last closing line has no time left to estimate.
     let last = ends.iter().find(|l| l.contains("[matrix 6/6")).unwrap();
     assert!(
@@ -133,7 +139,9 @@ fn cell_bars(pane: &str) -> Vec<&str> {
 #[test]
 fn a_sweep_in_a_terminal_shows_the_matrix_line_above_a_bar_per_job() {
     if Process::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed (apt-get install tmux), so no terminal to capture");
+        eprintln!(
+            "skipped: tmux is not installed (apt-get install tmux), so no terminal to capture"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -142,8 +150,8 @@ fn a_sweep_in_a_terminal_shows_the_matrix_line_above_a_bar_per_job() {
     let exp = tiny_experiment(dir.path(), "");
     let text = std::fs::read_to_string(&exp)
         .unwrap()
-        .replace("train_per_class = 12", "train_per_class = 150")
-        .replace("epochs = 2", "epochs = 4");
+        .replace("train_per_class = 12", "train_per_class = 300")
+        .replace("epochs = 2", "epochs = 6");
     std::fs::write(&exp, text).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("runner");
     let command = format!(
@@ -154,7 +162,15 @@ fn a_sweep_in_a_terminal_shows_the_matrix_line_above_a_bar_per_job() {
     );
     let tmux = Tmux(format!("runner-progress-{}", std::process::id()));
     let started = tmux.run(&[
-        "new-session", "-d", "-s", "sweep", "-x", "120", "-y", "30", &command,
+        "new-session",
+        "-d",
+        "-s",
+        "sweep",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
     ]);
     assert!(started.status.success(), "{started:?}");
     let wait = |what: &str, done: &dyn Fn(&str) -> bool| -> String {
@@ -164,11 +180,17 @@ fn a_sweep_in_a_terminal_shows_the_matrix_line_above_a_bar_per_job() {
             if done(&pane) {
                 return pane;
             }
+            let ended = pane.contains("matrix: ") || pane.contains("every cell of");
+            assert!(!ended, "the sweep ended without {what}:\n{pane}");
             assert!(Instant::now() < deadline, "no {what} in 300 s:\n{pane}");
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let mid = wait("two cell bars", &|p: &str| cell_bars(p).len() == 2);
+    // Two bars, each some batches into an epoch (with running metrics).
+    let mid = wait("two cell bars", &|p: &str| {
+        let bars = cell_bars(p);
+        bars.len() == 2 && bars.iter().all(|b| b.contains(" loss "))
+    });
     let lines: Vec<&str> = mid.lines().collect();
     let matrix = lines
         .iter()
@@ -182,16 +204,21 @@ fn a_sweep_in_a_terminal_shows_the_matrix_line_above_a_bar_per_job() {
     let bars = cell_bars(&mid);
     for bar in &bars {
         assert!(
-            bar.contains("epoch ") && bar.contains("/4 [") && bar.contains(" loss "),
+            bar.contains("epoch ") && bar.contains("/6 [") && bar.contains(" loss "),
             "{bar}"
         );
     }
     assert!(bars.iter().any(|b| b.contains("seed 0")) && bars.iter().any(|b| b.contains("seed 1")));
     // The bars sit right under the matrix line.
     assert!(
-        lines[matrix + 1..matrix + 3].iter().all(|l| bars.contains(l)),
+        lines[matrix + 1..matrix + 3]
+            .iter()
+            .all(|l| bars.contains(l)),
         "{mid}"
     );
     let end = wait("end", &|p: &str| p.contains("matrix: 2/2 cells finished"));
-    assert!(cell_bars(&end).is_empty() && !end.contains("matrix ["), "{end}");
+    assert!(
+        cell_bars(&end).is_empty() && !end.contains("matrix ["),
+        "{end}"
+    );
 }

@@ -154,7 +154,11 @@ mod tests {
     fn one_job_sums_remaining_epochs_at_each_variants_mean() {
         // a: 2 s per epoch (mean of 1 and 3); b: 10 s.
         let t = times(&[("a", 1.0), ("a", 3.0), ("b", 10.0)]);
-        let cells = [left("a", 1.5, true), left("b", 2.0, false), left("a", 3.0, false)];
+        let cells = [
+            left("a", 1.5, true),
+            left("b", 2.0, false),
+            left("a", 3.0, false),
+        ];
         assert_eq!(eta_seconds(&cells, &t, 1), Some(1.5 * 2.0 + 20.0 + 6.0));
     }
 

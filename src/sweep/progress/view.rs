@@ -38,7 +38,10 @@ enum Phase {
     /// Done already (or failed earlier): it will be skipped, so no epoch is left to train.
     ExpectSkipped,
     Running,
-    Ended { failed: bool, skipped: bool },
+    Ended {
+        failed: bool,
+        skipped: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -179,7 +182,11 @@ impl SweepView {
         let total = state.cells.len();
         let (mut finished, mut failed, mut skipped) = (0, 0, 0);
         for c in &state.cells {
-            if let Phase::Ended { failed: f, skipped: s } = c.phase {
+            if let Phase::Ended {
+                failed: f,
+                skipped: s,
+            } = c.phase
+            {
                 finished += 1;
                 failed += usize::from(f);
                 skipped += usize::from(s);
@@ -192,9 +199,7 @@ impl SweepView {
                 let epochs = match c.phase {
                     Phase::Ended { .. } => return None,
                     Phase::ExpectSkipped => 0.0,
-                    Phase::Waiting | Phase::Running => {
-                        (c.info.epochs as f64 - c.trained).max(0.0)
-                    }
+                    Phase::Waiting | Phase::Running => (c.info.epochs as f64 - c.trained).max(0.0),
                 };
                 let part = c.trained.fract();
                 let pace = c
@@ -287,7 +292,14 @@ impl SweepView {
     }
 
     /// An epoch of `scope` starts (`epoch` counts from 1; restored epochs come before it).
-    pub fn epoch_start(&self, scope: Scope, name: &str, epoch: usize, epochs: usize, batches: usize) {
+    pub fn epoch_start(
+        &self,
+        scope: Scope,
+        name: &str,
+        epoch: usize,
+        epochs: usize,
+        batches: usize,
+    ) {
         let mut state = self.state.lock().unwrap();
         if let Scope::Cell(i) = scope {
             let cell = &mut state.cells[i];

@@ -264,7 +264,8 @@ struct StageObserver<'a> {
 
 impl Observer for StageObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
-        self.bar.start(self.progress, self.name, epoch, self.epochs, batches);
+        self.bar
+            .start(self.progress, self.name, epoch, self.epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &crate::train::Running) {
