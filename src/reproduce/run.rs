@@ -116,7 +116,7 @@ pub fn reproduce(
         }
     }
     // Train again, into a scratch results tree.
-    let options = options(ResultsLayout::new(scratch), progress, true);
+    let options = options(ResultsLayout::new(scratch), progress.clone(), true);
     let stop = AtomicBool::new(false);
     let cells = std::slice::from_ref(cell);
     let device = sweep::open_device(&experiment, &options)?;

@@ -161,6 +161,16 @@ pub fn run_plan(
     let experiment = &plan.experiment;
     let cells = select_cells(plan, options)?;
     let device = open_device(experiment, options)?;
+    // The whole-matrix view, from here to the end of the sweep (a pretraining stage included).
+    let live = options.progress.sweep(
+        &experiment.name,
+        &cells,
+        options.jobs.clamp(1, cells.len().max(1)),
+    );
+    let options = &SweepOptions {
+        progress: live.progress().clone(),
+        ..options.clone()
+    };
     options
         .progress
         .line(&format!("device: {}", device.info.describe()));
@@ -175,6 +185,11 @@ pub fn run_plan(
     inputs.tracker = experiment.mlflow.as_ref().and_then(|settings| {
         crate::track::live::Tracker::for_experiment(settings, &experiment.name)
     });
+    for (i, cell) in cells.iter().enumerate() {
+        if skip_reason(plan, cell, &inputs, options).is_some() {
+            options.progress.expect_skipped(i);
+        }
+    }
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
     }
@@ -183,16 +198,13 @@ pub fn run_plan(
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        options.progress.line(&format!(
-            "[{}/{}] {} / {} / seed {}",
-            i + 1,
-            cells.len(),
-            experiment.name,
-            cell.cell.variant,
-            cell.cell.seed
-        ));
-        let result = run_cell(plan, cell, &inputs, &device, options, stop)?;
-        options.progress.line(&progress::cell_summary(&result));
+        let options = SweepOptions {
+            progress: options.progress.for_cell(i),
+            ..options.clone()
+        };
+        options.progress.cell_started();
+        let result = run_cell(plan, cell, &inputs, &device, &options, stop)?;
+        options.progress.cell_ended(&result);
         let interrupted = result.status == Some(Status::Interrupted);
         results.push(result);
         if interrupted {

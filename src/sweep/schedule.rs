@@ -8,14 +8,14 @@
 //! threads competing. Results do not depend on the number of threads (every reduction has a
 //! fixed order), so a cell gives the same numbers whatever N is.
 //!
-//! Output stays readable: the cells' own progress (bars, epoch lines) is silenced and the
-//! scheduler prints one line when a cell starts and one when it ends.
+//! Output stays readable: the sweep's view (`progress`) shows a bar for each running cell on a
+//! terminal, and labels every line of a cell with the cell.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::inputs::Inputs;
-use super::{cell, progress, CellResult, Progress, SweepOptions};
+use super::{cell, CellResult, SweepOptions};
 use crate::model::OpenDevice;
 use crate::plan::{CellPlan, Plan};
 
@@ -35,14 +35,8 @@ pub fn run_parallel(
     options.progress.line(&format!(
         "running {jobs} cells at once, {threads} compute thread(s) each"
     ));
-    let outer = options.progress;
     let plan = Arc::new(plan.clone());
     let inputs = Arc::new(inputs);
-    let inner = Arc::new(SweepOptions {
-        progress: Progress::Quiet,
-        ..options.clone()
-    });
-    let total = cells.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(jobs)
@@ -55,22 +49,13 @@ pub fn run_parallel(
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let (plan, inputs, device, options, stop) = (
-                plan.clone(),
-                inputs.clone(),
-                device.clone(),
-                inner.clone(),
-                stop.clone(),
-            );
-            let label = format!(
-                "[{}/{}] {} / {} / seed {}",
-                i + 1,
-                total,
-                plan.experiment.name,
-                cell.cell.variant,
-                cell.cell.seed
-            );
-            outer.line(&label);
+            let (plan, inputs, device, stop) =
+                (plan.clone(), inputs.clone(), device.clone(), stop.clone());
+            let options = SweepOptions {
+                progress: options.progress.for_cell(i),
+                ..options.clone()
+            };
+            options.progress.cell_started();
             handles.push(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -83,7 +68,7 @@ pub fn run_parallel(
                         // after their current batch; they stay resumable.
                         stop.store(true, Ordering::SeqCst);
                     })?;
-                outer.line(&format!("{label}:{}", progress::cell_summary(&result)));
+                options.progress.cell_ended(&result);
                 anyhow::Ok(Some(result))
             }));
         }

@@ -15,6 +15,7 @@ mod hash;
 mod interrupt;
 mod locks;
 mod pretrain;
+mod progress;
 mod report;
 mod reproduce;
 mod resume;

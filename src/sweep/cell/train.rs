@@ -117,7 +117,7 @@ impl Trainee {
             tracking,
         };
         let outcome = fit.run(&mut observer);
-        observer.bar.finish();
+        observer.bar.close();
         outcome
     }
 
@@ -165,7 +165,7 @@ struct CellObserver<'a> {
 impl Observer for CellObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
         let epochs = self.writer.record.config.training.epochs;
-        self.bar.start(self.progress, epoch, epochs, batches);
+        self.bar.start(self.progress, "", epoch, epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &Running) {
@@ -183,10 +183,8 @@ impl Observer for CellObserver<'_> {
         if let Some((tracker, live)) = &mut self.tracking {
             tracker.epoch(live, &self.writer.record, self.writer.metrics());
         }
-        self.progress.line(&progress::epoch_line(
-            m,
-            self.writer.record.config.training.epochs,
-        ));
+        self.progress
+            .epoch(m, self.writer.record.config.training.epochs);
         Ok(())
     }
 }

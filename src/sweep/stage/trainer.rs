@@ -89,8 +89,11 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
     let (network, mut optimizer, metrics) =
         start_or_resume(&partial, fresh, &options.progress, &stage.name)?;
     let first_epoch = metrics.len() + 1;
+    let progress = options.progress.for_stage();
+    let bar_name = format!("{} stage", stage.name);
     let mut observer = StageObserver {
-        progress: &options.progress,
+        progress: &progress,
+        name: &bar_name,
         epochs: cfg.training.epochs,
         metrics,
         metrics_path: partial.join(METRICS),
@@ -112,7 +115,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         features: Default::default(),
     }
     .run(&mut observer);
-    observer.bar.finish();
+    observer.bar.close();
     match outcome? {
         FitOutcome::Completed => {}
         FitOutcome::Diverged { epoch, batch, loss } => bail!(
@@ -250,6 +253,8 @@ fn resumed_rows(
 
 struct StageObserver<'a> {
     progress: &'a Progress,
+    /// Its bar's name in a sweep's view.
+    name: &'a str,
     epochs: usize,
     /// Every finished epoch's metrics, the restored ones first.
     metrics: Vec<EpochMetrics>,
@@ -259,7 +264,8 @@ struct StageObserver<'a> {
 
 impl Observer for StageObserver<'_> {
     fn on_epoch_start(&mut self, epoch: usize, batches: usize) {
-        self.bar.start(self.progress, epoch, self.epochs, batches);
+        self.bar
+            .start(self.progress, self.name, epoch, self.epochs, batches);
     }
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &crate::train::Running) {
@@ -271,7 +277,7 @@ impl Observer for StageObserver<'_> {
         self.bar.finish();
         self.metrics.push(*m);
         write_atomic(&self.metrics_path, &metrics_csv(&self.metrics)?)?;
-        self.progress.line(&progress::epoch_line(m, self.epochs));
+        self.progress.epoch(m, self.epochs);
         Ok(())
     }
 }
