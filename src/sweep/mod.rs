@@ -168,9 +168,16 @@ pub fn run_plan(
         device: &device,
         stop: stop.as_ref(),
     };
-    let inputs = prepare(plan, &cells, options, training)?;
+    let mut inputs = prepare(plan, &cells, options, training)?;
     if let Some(warning) = &inputs.code.warning {
         eprintln!("{warning}");
+    }
+    if options.feature_cache {
+        let to_train: Vec<&CellPlan> = cells
+            .iter()
+            .filter(|c| skip_reason(plan, c, &inputs, options).is_none())
+            .collect();
+        inputs.prefix_ends = inputs::prefix_ends(to_train);
     }
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
@@ -231,6 +238,7 @@ pub fn prepare(
             budget.clone(),
         ),
         images: image_cache(options, budget),
+        prefix_ends: BTreeMap::new(),
     };
     let cpu = crate::model::cpu();
     for cell in cells {
