@@ -16,7 +16,7 @@ const KERNEL_SOURCES: [&str; 4] = [
     "src/dataset",
     "src/image.rs",
     "src/model",
-    "src/train/features.rs",
+    "src/train/features",
 ];
 
 fn main() {

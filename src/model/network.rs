@@ -137,12 +137,7 @@ impl Network {
     /// image and the frozen parameters, never on training. Layers without parameters (pooling,
     /// flatten) count as frozen whatever their flag says: nothing of theirs trains.
     pub fn frozen_prefix_len(&self) -> usize {
-        self.arch
-            .layers
-            .iter()
-            .zip(&self.trainable)
-            .take_while(|(layer, &trains)| !trains || !layer.has_weights())
-            .count()
+        frozen_prefix_len(&self.arch, &self.trainable)
     }
 
     /// The output of layers `..end` for `batch` NHWC images, without gradients, flattened per
@@ -175,25 +170,55 @@ impl Network {
         batch: usize,
         mode: Mode,
     ) -> Result<Tensor> {
-        let x = if start == 0 {
-            self.input_tensor(features, batch)?
-        } else {
-            // Layer outputs are described in Keras order (H, W, C); the engine holds NCHW.
-            match self.arch.layers[start - 1].output.as_slice() {
-                &[h, w, c] => Tensor::from_slice(features, (batch, c, h, w), &self.device)?,
-                &[n] => Tensor::from_slice(features, (batch, n), &self.device)?,
-                other => unreachable!("layer outputs are 1-D or 3-D, not {other:?}"),
-            }
-        };
+        let x = self.output_tensor(start, features, batch)?;
         self.run_layers(x, start, self.arch.layers.len(), mode)?
             .squeeze(1)
+    }
+
+    /// The output of layers `..end` given that of layers `..start` (`start <= end`), both as
+    /// `forward_prefix` returns them, without gradients: only layers `start..end` run, exactly
+    /// as `forward_prefix(images, end)` runs them, so the result is the same bits.
+    pub fn forward_between(
+        &self,
+        start: usize,
+        end: usize,
+        features: &[f32],
+        batch: usize,
+    ) -> Result<Vec<f32>> {
+        let x = self.output_tensor(start, features, batch)?;
+        self.run_layers(x, start, end, Mode::Eval)?
+            .flatten_all()?
+            .to_vec1()
+    }
+
+    /// The engine's tensor for the output of layers `..start` as `forward_prefix` flattens it
+    /// (the input images for 0).
+    fn output_tensor(&self, start: usize, features: &[f32], batch: usize) -> Result<Tensor> {
+        if start == 0 {
+            return self.input_tensor(features, batch);
+        }
+        // Layer outputs are described in Keras order (H, W, C); the engine holds NCHW.
+        match self.arch.layers[start - 1].output.as_slice() {
+            &[h, w, c] => Tensor::from_slice(features, (batch, c, h, w), &self.device),
+            &[n] => Tensor::from_slice(features, (batch, n), &self.device),
+            other => unreachable!("layer outputs are 1-D or 3-D, not {other:?}"),
+        }
     }
 
     /// SHA-256 over the names, shapes and bytes of the parameters of layers `..end`: what their
     /// output depends on besides the input (weights file or seeded initialisation alike).
     pub fn prefix_parameter_hash(&self, end: usize) -> Result<String> {
+        Ok(self
+            .prefix_parameter_hashes(end)?
+            .pop()
+            .unwrap_or_else(|| hex_digest(sha2::Sha256::default())))
+    }
+
+    /// `prefix_parameter_hash(k)` for every `k` in `1..=end`, in one pass over the parameters.
+    pub fn prefix_parameter_hashes(&self, end: usize) -> Result<Vec<String>> {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
+        let mut out = Vec::with_capacity(end);
         for (layer, params) in self.arch.layers[..end].iter().zip(&self.params) {
             hasher.update(format!("layer {} {:?}\n", layer.name, layer.kind).as_bytes());
             if let Some(lp) = params {
@@ -205,12 +230,9 @@ impl Network {
                     hasher.update(&bytes);
                 }
             }
+            out.push(hex_digest(hasher.clone()));
         }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        Ok(out)
     }
 
     fn input_tensor(&self, images: &[f32], batch: usize) -> Result<Tensor> {
@@ -324,6 +346,25 @@ impl Network {
             self.named_parameters()?.into_iter().collect();
         candle_core::safetensors::save(&map, path)
     }
+}
+
+/// How many leading layers of `arch` are frozen when `trainable` says which train (see
+/// `Network::frozen_prefix_len`): known from the plan, before any network is built.
+pub fn frozen_prefix_len(arch: &Architecture, trainable: &[bool]) -> usize {
+    arch.layers
+        .iter()
+        .zip(trainable)
+        .take_while(|(layer, &trains)| !trains || !layer.has_weights())
+        .count()
+}
+
+fn hex_digest(hasher: sha2::Sha256) -> String {
+    use sha2::Digest;
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

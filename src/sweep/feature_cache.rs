@@ -52,10 +52,14 @@ fn unused(reason: &str) -> CellCache {
     }
 }
 
-/// Obtain (load or compute) the prefix outputs `network`'s cell can use, logging what it does.
+/// Obtain (load or compute) the prefix outputs `network`'s cell can use, logging what it does;
+/// computing them, keep on the way the outputs of the shorter prefixes that end at `keep`
+/// (other cells of the sweep want them).
+#[allow(clippy::too_many_arguments)]
 pub fn for_cell(
     network: &Network,
     cfg: &CellConfig,
+    keep: &[usize],
     enabled: bool,
     prepared: &PreparedData,
     inputs: &Inputs,
@@ -84,7 +88,15 @@ pub fn for_cell(
         let split_key = features::split_key(split, root);
         let cache = &inputs.features;
         let (result, seconds) = features::timed(|| {
-            cache.obtain(network, &prefix, split, &split_key, &cfg.dataset, stop)
+            cache.obtain(
+                network,
+                &prefix,
+                keep,
+                split,
+                &split_key,
+                &cfg.dataset,
+                stop,
+            )
         });
         match result {
             Ok(Some((set, origin))) => {
@@ -151,6 +163,14 @@ fn describe(
 ) -> String {
     let how = match origin {
         Origin::Computed => format!("computed in {seconds:.1} s"),
+        Origin::Derived { from, kept: false } => format!(
+            "computed in {seconds:.1} s from the cached outputs of {}",
+            prefix.shorter(from).last_layer
+        ),
+        Origin::Derived { from, kept: true } => format!(
+            "computed in {seconds:.1} s by way of the outputs of {} (kept for other cells)",
+            prefix.shorter(from).last_layer
+        ),
         Origin::Disk => format!("read from disk in {seconds:.1} s"),
         Origin::Shared => "shared with an earlier cell".to_string(),
     };

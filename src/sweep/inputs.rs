@@ -2,7 +2,7 @@
 //! their fingerprints, weights with their hashes, trained stages, and the code state; and the
 //! split records that cells and stages store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::SweepOptions;
@@ -10,6 +10,7 @@ use crate::base::memory::MemoryBudget;
 use crate::config::{DataSource, DatasetConfig, Experiment, Weights};
 use crate::dataset::{synthetic, ClassIndex, Data, ImageCache, Residency, Split};
 use crate::fingerprint::{self, Manifest};
+use crate::model::network::frozen_prefix_len;
 use crate::model::weights::{self, LoadedWeights};
 use crate::plan::{CellPlan, InputHashes, KeyComponents};
 use crate::provenance::CodeState;
@@ -54,6 +55,10 @@ pub struct Inputs {
     pub images: ImageCache,
     /// Where the cells are logged as they train (`[mlflow]`), when the server could be reached.
     pub tracker: Option<std::sync::Arc<crate::track::live::Tracker>>,
+    /// The frozen-prefix ends that the cells to run want, per group of cells whose networks
+    /// can share prefixes (`prefix_group`): a cell computing a longer prefix keeps these shorter
+    /// ones on the way, for the others. Empty: nothing is kept beyond a cell's own prefix.
+    pub prefix_ends: BTreeMap<String, BTreeSet<usize>>,
 }
 
 impl Inputs {
@@ -68,11 +73,46 @@ impl Inputs {
         })
     }
 
+    /// The ends of the shorter frozen prefixes that other cells to run will want from `cell`'s
+    /// network (see `prefix_ends`).
+    pub fn prefixes_to_keep(&self, cell: &CellPlan) -> Vec<usize> {
+        self.prefix_ends
+            .get(&prefix_group(cell))
+            .map(|ends| ends.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// The run key of the stage `cell` loads its weights from, if any.
     pub fn stage_key(&self, cell: &CellPlan) -> Option<&str> {
         let name = cell.variant.stage.as_ref()?;
         self.stages.get(name).map(|s| s.key.as_str())
     }
+}
+
+/// Cells whose networks may share frozen prefixes: the same weights, data and seed (a layer
+/// the weights do not cover is initialised from the seed). Only a hint: whether two prefixes
+/// are the same is decided by their keys (`train::features::prefix_key`).
+fn prefix_group(cell: &CellPlan) -> String {
+    let variant = &cell.variant;
+    format!(
+        "{} {} {}",
+        variant.weights_key, variant.data_key, cell.cell.seed
+    )
+}
+
+/// The frozen-prefix ends of `cells` (those that will train), per `prefix_group`.
+pub fn prefix_ends<'a>(
+    cells: impl IntoIterator<Item = &'a CellPlan>,
+) -> BTreeMap<String, BTreeSet<usize>> {
+    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for cell in cells {
+        let variant = &cell.variant;
+        let end = frozen_prefix_len(&variant.architecture, &variant.trainable);
+        if end > 0 {
+            out.entry(prefix_group(cell)).or_default().insert(end);
+        }
+    }
+    out
 }
 
 /// The (train, validation) directories of a data source, generating a synthetic set if needed.

@@ -185,10 +185,16 @@ pub fn run_plan(
     inputs.tracker = experiment.mlflow.as_ref().and_then(|settings| {
         crate::track::live::Tracker::for_experiment(settings, &experiment.name)
     });
+    let mut to_train: Vec<&CellPlan> = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         if skip_reason(plan, cell, &inputs, options).is_some() {
             options.progress.expect_skipped(i);
+        } else {
+            to_train.push(cell);
         }
+    }
+    if options.feature_cache {
+        inputs.prefix_ends = inputs::prefix_ends(to_train);
     }
     if options.jobs > 1 && cells.len() > 1 {
         return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
@@ -247,6 +253,7 @@ pub fn prepare(
         ),
         images: image_cache(options, budget),
         tracker: None,
+        prefix_ends: BTreeMap::new(),
     };
     let cpu = crate::model::cpu();
     for cell in cells {

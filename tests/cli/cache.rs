@@ -88,7 +88,7 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     assert_eq!(stores, 2, "one store per split");
 
     // Seeds share nothing here (weights = "none": the frozen layers are initialised from the
-    // seed), so each non-augmented cell computes its training features once.
+    // seed): one line for each non-augmented cell's training features.
     assert_eq!(
         log.matches("feature cache: training outputs").count(),
         4,
@@ -107,6 +107,21 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     assert!(cached.join(".cache/features").join(key).is_dir());
     let record = read_json(&cell_dir(&cached, "tiny", "fine_tuning", 1).join("run.json"));
     assert_eq!(record["feature_cache"]["prefix_layer"], "block4_pool");
+    // Feature extraction shares blocks 1-4 with fine-tuning (same seed, same base): its flatten
+    // outputs come by way of the block4_pool outputs, kept for fine-tuning, which finds them
+    // held; the comparison above covers both.
+    assert_eq!(log.matches("up to flatten").count(), 4, "{log}");
+    assert_eq!(
+        log.matches("by way of the outputs of block4_pool (kept for other cells)")
+            .count(),
+        4,
+        "training and validation, two seeds: {log}"
+    );
+    assert_eq!(
+        log.matches("up to block4_pool").count(),
+        log.matches("shared with an earlier cell").count(),
+        "{log}"
+    );
     let record = read_json(&cell_dir(&cached, "tiny", "fine_tuning_aug", 0).join("run.json"));
     let fc = &record["feature_cache"];
     assert_eq!(fc["used"], false, "{fc}");
@@ -134,6 +149,61 @@ fn cached_features_give_bitwise_the_results_of_the_full_network() {
     assert!(again.contains("images (validation): "), "{again}");
     assert!(!again.contains("computed in"), "{again}");
     assert_same(&full, &on_disk);
+}
+
+/// The same frozen-prefix outputs whether computed from the images (feature extraction alone)
+/// or from the outputs of a shorter prefix kept for another cell (with fine-tuning): the same
+/// cache files, byte for byte.
+#[test]
+fn a_prefix_computed_from_a_shorter_one_is_the_same_cache_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), FINE_TUNING);
+    let alone = dir.path().join("alone");
+    let shared = dir.path().join("shared");
+    let log = sweep(
+        &exp,
+        &alone,
+        &["--variant", "feature_extraction", "--seed", "0"],
+    );
+    assert!(!log.contains("from the cached outputs"), "{log}");
+    let log = sweep(
+        &exp,
+        &shared,
+        &[
+            "--variant",
+            "feature_extraction",
+            "--variant",
+            "fine_tuning",
+            "--seed",
+            "0",
+        ],
+    );
+    assert_eq!(
+        log.matches("by way of the outputs of block4_pool").count(),
+        2,
+        "training and validation: {log}"
+    );
+    let record = read_json(&cell_dir(&alone, "tiny", "feature_extraction", 0).join("run.json"));
+    let key = record["feature_cache"]["key"].as_str().unwrap().to_string();
+    let files = |root: &Path| {
+        let mut out: Vec<(std::ffi::OsString, Vec<u8>)> =
+            std::fs::read_dir(root.join(".cache/features").join(&key))
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (e.file_name(), std::fs::read(e.path()).unwrap())
+                })
+                .collect();
+        out.sort();
+        out
+    };
+    let (a, b) = (files(&alone), files(&shared));
+    assert_eq!(a.len(), 2, "training and validation");
+    assert!(a == b, "the cache files differ");
+    assert_eq!(
+        metrics(&cell_dir(&alone, "tiny", "feature_extraction", 0)),
+        metrics(&cell_dir(&shared, "tiny", "feature_extraction", 0))
+    );
 }
 
 /// `--jobs 2` trains two cells at once and ends with the same files as one at a time.

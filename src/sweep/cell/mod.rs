@@ -126,6 +126,7 @@ fn run(
     let cache = feature_cache::for_cell(
         &trainee.network,
         &variant.config,
+        &inputs.prefixes_to_keep(cell),
         options.feature_cache,
         prepared,
         inputs,

@@ -12,11 +12,16 @@
 //! fit the memory budget and on disk under `results/.cache/features/<key>/` (written to a
 //! temporary name, then renamed); past the budget a set is read from its file per batch, and when
 //! it can be neither kept in memory nor written to disk the cell runs the full network.
+//!
+//! Prefixes share their common part: a prefix's key depends only on its own layers, so block-5
+//! fine-tuning (outputs of `block4_pool`) and feature extraction (`flatten`) from the same base
+//! agree on the key of `..block4_pool`, and the longer set is computed from the shorter one by
+//! running only the remaining layers, in the same batches: the same bits as from the images.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,8 +33,11 @@ use crate::base::build_info::kernel_identity;
 use crate::base::hash::hex;
 use crate::base::memory::MemoryBudget;
 use crate::config::DatasetConfig;
-use crate::dataset::batches::{EpochPlan, Split};
+use crate::dataset::batches::Split;
 use crate::model::Network;
+use compute::{compute, load};
+
+mod compute;
 
 /// Bump when the file layout or the meaning of a key changes.
 const FORMAT: &str = "runner-feature-cache-v2";
@@ -58,6 +66,9 @@ pub enum Origin {
     Disk,
     /// Already in memory (an earlier cell of this sweep).
     Shared,
+    /// Computed by this cell from the outputs of the same network's layers `..from`: cached
+    /// already, or (`kept`) computed from the images on the way and kept for other cells.
+    Derived { from: usize, kept: bool },
 }
 
 impl FeatureSet {
@@ -116,6 +127,22 @@ pub struct PrefixKey {
     pub end: usize,
     /// The name of the prefix's last layer (e.g. `block4_pool`, `flatten`).
     pub last_layer: String,
+    /// The keys and last layers of the same network's prefixes `..k` for `k` in `1..=end`:
+    /// shorter prefixes whose cached outputs this one can be computed from.
+    chain: Arc<Vec<(String, String)>>,
+}
+
+impl PrefixKey {
+    /// The same network's prefix of layers `..k` (`1 <= k <= end`).
+    pub fn shorter(&self, k: usize) -> PrefixKey {
+        let (key, last_layer) = self.chain[k - 1].clone();
+        PrefixKey {
+            key,
+            end: k,
+            last_layer,
+            chain: self.chain.clone(),
+        }
+    }
 }
 
 /// The key of `network`'s frozen prefix (None when the first layer trains).
@@ -124,6 +151,10 @@ pub struct PrefixKey {
 /// images and run the layers, the engine, the CPU's vector instructions), so a change to the
 /// layers' implementation never reuses features computed by other code, while a commit that
 /// touches only, say, the report keeps them.
+///
+/// A prefix's key depends only on its own layers and parameters, so two networks that agree on
+/// their first `k` layers (e.g. block-5 fine-tuning and feature extraction from the same base)
+/// give their prefixes `..k` the same key, whatever their later layers.
 pub fn prefix_key(network: &Network, dataset: &DatasetConfig) -> anyhow::Result<Option<PrefixKey>> {
     let end = network.frozen_prefix_len();
     if end == 0 {
@@ -134,20 +165,32 @@ pub fn prefix_key(network: &Network, dataset: &DatasetConfig) -> anyhow::Result<
         .iter()
         .map(|l| format!("{}:{:?}:{:?}", l.name, l.kind, l.output))
         .collect();
-    let text = format!(
-        "{FORMAT}\n{}device {:?}\ndtype f32\ninput {:?}\n\
-         preprocessing {:?}\nlayers {}\nparameters {}\n",
-        kernel_identity(),
-        network.device(),
-        arch.input,
-        dataset.preprocessing,
-        layers.join(","),
-        network.prefix_parameter_hash(end)?,
-    );
+    let hashes = network.prefix_parameter_hashes(end)?;
+    let kernel = kernel_identity();
+    let chain: Vec<(String, String)> = (1..=end)
+        .map(|k| {
+            let text = format!(
+                "{FORMAT}\n{}device {:?}\ndtype f32\ninput {:?}\n\
+                 preprocessing {:?}\nlayers {}\nparameters {}\n",
+                kernel,
+                network.device(),
+                arch.input,
+                dataset.preprocessing,
+                layers[..k].join(","),
+                hashes[k - 1],
+            );
+            (
+                hex(&Sha256::digest(text.as_bytes())),
+                arch.layers[k - 1].name.clone(),
+            )
+        })
+        .collect();
+    let (key, last_layer) = chain[end - 1].clone();
     Ok(Some(PrefixKey {
-        key: hex(&Sha256::digest(text.as_bytes())),
+        key,
         end,
-        last_layer: arch.layers[end - 1].name.clone(),
+        last_layer,
+        chain: Arc::new(chain),
     }))
 }
 
@@ -189,22 +232,26 @@ impl FeatureCache {
     /// (batches of `dataset.batch_size` in file order, no augmentation). `Ok(None)` when the set
     /// can be neither held in memory (budget) nor stored on disk: the cell then runs the full
     /// network.
+    ///
+    /// A set is computed from the cached outputs of the longest shorter prefix of the same
+    /// network that is at hand (in memory, on disk) or listed in `keep` (the ends of the shorter
+    /// prefixes that other cells of the sweep will want: obtained first, and kept), running
+    /// only the remaining layers; otherwise from the images. Either way it is the same bits:
+    /// the remaining layers run on the same values, in the same batches.
+    #[allow(clippy::too_many_arguments)]
     pub fn obtain(
         &self,
         network: &Network,
         prefix: &PrefixKey,
+        keep: &[usize],
         split: &Split,
         split_key: &str,
         dataset: &DatasetConfig,
         stop: &AtomicBool,
     ) -> anyhow::Result<Option<(Arc<FeatureSet>, Origin)>> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots
-                .entry(format!("{}/{split_key}", prefix.key))
-                .or_default()
-                .clone()
-        };
+        let slot = self.slot(&prefix.key, split_key);
+        // Slots are locked from the longer prefix to the shorter (`source`), never the other
+        // way, so cells obtaining sets at once cannot deadlock.
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(set) = slot.as_ref() {
             return Ok(Some((set.clone(), Origin::Shared)));
@@ -212,18 +259,21 @@ impl FeatureCache {
         let per_image = network.prefix_output_len(prefix.end);
         let bytes = (split.len() * per_image * 4) as u64;
         let fits = self.budget.reserve(bytes);
-        let file = self
-            .dir
-            .as_ref()
-            .map(|d| d.join(&prefix.key).join(format!("{split_key}.f32")));
+        let file = self.file(&prefix.key, split_key);
         let obtained = (|| -> anyhow::Result<Option<(FeatureSet, Origin)>> {
             if let Some(path) = &file {
                 if let Some(set) = load(path, per_image, split.len(), fits)? {
                     return Ok(Some((set, Origin::Disk)));
                 }
             }
+            let source = self.source(network, prefix, keep, split, split_key, dataset, stop);
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let from = source.as_ref().map(|(set, k, _)| (set.as_ref(), *k));
             let computed = compute(
                 network,
+                from,
                 prefix.end,
                 split,
                 dataset,
@@ -231,7 +281,14 @@ impl FeatureCache {
                 fits,
                 stop,
             )?;
-            Ok(computed.map(|set| (set, Origin::Computed)))
+            let origin = match source {
+                Some((_, k, source)) => Origin::Derived {
+                    from: k,
+                    kept: matches!(source, Origin::Computed | Origin::Derived { .. }),
+                },
+                None => Origin::Computed,
+            };
+            Ok(computed.map(|set| (set, origin)))
         })();
         // Nothing held (including on errors): give the reservation back.
         if fits && !matches!(obtained, Ok(Some(_))) {
@@ -244,169 +301,66 @@ impl FeatureCache {
         *slot = Some(set.clone());
         Ok(Some((set, origin)))
     }
-}
 
-/// A complete cache file: into memory when it fits the budget, else read per batch from disk.
-fn load(
-    path: &Path,
-    per_image: usize,
-    count: usize,
-    in_memory: bool,
-) -> anyhow::Result<Option<FeatureSet>> {
-    let Ok(mut file) = File::open(path) else {
-        return Ok(None);
-    };
-    let expected = (per_image * count * 4) as u64;
-    if file.metadata().map(|m| m.len()).ok() != Some(expected) {
-        // Not ours, or from an interrupted writer that bypassed the rename: recompute.
-        return Ok(None);
-    }
-    let storage = if in_memory {
-        let mut bytes = Vec::with_capacity(expected as usize);
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Storage::Memory(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        )
-    } else {
-        Storage::Disk(Mutex::new(file))
-    };
-    Ok(Some(FeatureSet {
-        per_image,
-        count,
-        storage,
-    }))
-}
-
-/// Run the prefix over `split` in file order, writing each batch to `file` (through a temporary
-/// name) and, when `in_memory`, keeping the values. None when there is nowhere to keep them.
-fn compute(
-    network: &Network,
-    end: usize,
-    split: &Split,
-    dataset: &DatasetConfig,
-    file: Option<&Path>,
-    in_memory: bool,
-    stop: &AtomicBool,
-) -> anyhow::Result<Option<FeatureSet>> {
-    let per_image = network.prefix_output_len(end);
-    let mut writer = file.and_then(|path| match open_temp(path) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!(
-                "warning: feature cache: cannot write {}: {e:#} (keeping features in memory only)",
-                path.display()
-            );
-            None
-        }
-    });
-    if writer.is_none() && !in_memory {
-        return Ok(None);
-    }
-    let mut values = Vec::new();
-    let plan = EpochPlan {
-        order: (0..split.len()).collect(),
-        batch_size: dataset.batch_size,
-        preprocessing: dataset.preprocessing,
-        augmentation: None,
-    };
-    let mut failure = None;
-    let flow = split.for_each_batch(&plan, |batch| {
-        let mut step = || -> anyhow::Result<()> {
-            let out = network.forward_prefix(&batch.images, batch.size, end)?;
-            if let Some((w, path, _)) = writer.as_mut() {
-                let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-                w.write_all(&bytes)
-                    .with_context(|| format!("writing {}", path.display()))?;
+    /// The outputs of `split` under the longest shorter prefix of `prefix`'s network that is
+    /// held or being computed in this process, stored on disk, or listed in `keep`, with that
+    /// prefix's end and where it came from; None when there is none (or it cannot be had: then the images serve).
+    #[allow(clippy::too_many_arguments)]
+    fn source(
+        &self,
+        network: &Network,
+        prefix: &PrefixKey,
+        keep: &[usize],
+        split: &Split,
+        split_key: &str,
+        dataset: &DatasetConfig,
+        stop: &AtomicBool,
+    ) -> Option<(Arc<FeatureSet>, usize, Origin)> {
+        for k in (1..prefix.end).rev() {
+            let shorter = prefix.shorter(k);
+            let at_hand = keep.contains(&k)
+                || self.known(&shorter.key, split_key)
+                || self
+                    .file(&shorter.key, split_key)
+                    .is_some_and(|p| p.is_file());
+            if !at_hand {
+                continue;
             }
-            if in_memory {
-                values.extend_from_slice(&out);
+            match self.obtain(network, &shorter, keep, split, split_key, dataset, stop) {
+                Ok(Some((set, origin))) => return Some((set, k, origin)),
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "warning: feature cache: outputs of layers up to {}: {e:#} (computing from \
+                     the images instead)",
+                    shorter.last_layer
+                ),
             }
-            Ok(())
-        };
-        match step() {
-            Ok(()) if stop.load(Ordering::SeqCst) => std::ops::ControlFlow::Break(()),
-            Ok(()) => std::ops::ControlFlow::Continue(()),
-            Err(e) => {
-                failure = Some(e);
-                std::ops::ControlFlow::Break(())
+            if stop.load(Ordering::SeqCst) {
+                return None;
             }
         }
-    });
-    if let Err(e) = flow {
-        failure.get_or_insert(e.into());
+        None
     }
-    if let Some(e) = failure {
-        if let Some((_, tmp, _)) = writer {
-            let _ = std::fs::remove_file(tmp);
-        }
-        return Err(e);
-    }
-    if stop.load(Ordering::SeqCst) {
-        // Interrupted: an incomplete set is of no use.
-        if let Some((_, tmp, _)) = writer {
-            let _ = std::fs::remove_file(tmp);
-        }
-        return Ok(None);
-    }
-    let mut on_disk = None;
-    if let Some((w, tmp, path)) = writer {
-        let finished = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all().map(|_| f))
-            .and_then(|f| std::fs::rename(&tmp, &path).map(|_| f));
-        match finished {
-            Ok(_) => on_disk = Some(path),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                eprintln!(
-                    "warning: feature cache: cannot write {}: {e}",
-                    path.display()
-                );
-            }
-        }
-    }
-    let storage = if in_memory {
-        Storage::Memory(values)
-    } else {
-        match on_disk.map(File::open) {
-            Some(Ok(f)) => Storage::Disk(Mutex::new(f)),
-            _ => return Ok(None),
-        }
-    };
-    Ok(Some(FeatureSet {
-        per_image,
-        count: split.len(),
-        storage,
-    }))
-}
 
-/// The process id in a temporary file name `<split key>.tmp-<pid>-<n>`.
-fn temp_writer_pid(name: &str) -> Option<u32> {
-    let (_, writer) = name.rsplit_once(".tmp-")?;
-    writer.split_once('-')?.0.parse().ok()
-}
+    fn slot(&self, prefix_key: &str, split_key: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(format!("{prefix_key}/{split_key}"))
+            .or_default()
+            .clone()
+    }
 
-type TempWriter = (std::io::BufWriter<File>, PathBuf, PathBuf);
+    /// Whether this process holds, or is computing, the set.
+    fn known(&self, prefix_key: &str, split_key: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.contains_key(&format!("{prefix_key}/{split_key}"))
+    }
 
-/// A buffered writer on a unique temporary name beside `path`, with both names.
-fn open_temp(path: &Path) -> anyhow::Result<TempWriter> {
-    let dir = path.parent().expect("cache files live in a key directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::base::fs::remove_orphans(dir, temp_writer_pid);
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    Ok((
-        std::io::BufWriter::with_capacity(1 << 20, file),
-        tmp,
-        path.to_path_buf(),
-    ))
+    fn file(&self, prefix_key: &str, split_key: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(prefix_key).join(format!("{split_key}.f32")))
+    }
 }
 
 /// Time a closure, for the log.
@@ -417,45 +371,4 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_set_read_from_its_file_gathers_what_the_memory_copy_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let values: Vec<f32> = (0..15).map(|i| i as f32 * 0.37 - 2.0).collect();
-        let path = dir.path().join("k").join("s.f32");
-        let (mut w, tmp, path) = open_temp(&path).unwrap();
-        for v in &values {
-            w.write_all(&v.to_le_bytes()).unwrap();
-        }
-        drop(w);
-        std::fs::rename(tmp, &path).unwrap();
-        let memory = FeatureSet::in_memory(3, values.clone());
-        let disk = load(&path, 3, 5, false).unwrap().unwrap();
-        assert!(!disk.in_memory_now());
-        let loaded = load(&path, 3, 5, true).unwrap().unwrap();
-        assert!(loaded.in_memory_now());
-        for order in [vec![4, 0, 2], vec![1], vec![3, 3]] {
-            let want = memory.gather(&order).unwrap();
-            assert_eq!(disk.gather(&order).unwrap(), want);
-            assert_eq!(loaded.gather(&order).unwrap(), want);
-        }
-        assert_eq!(memory.gather(&[4, 0]).unwrap()[..3], values[12..15]);
-        // A file of the wrong size is not used.
-        assert!(load(&path, 3, 6, true).unwrap().is_none());
-        // Writing in a key directory removes what a killed writer left there.
-        let dead = path.with_extension("tmp-4000000000-3");
-        std::fs::write(&dead, b"partial").unwrap();
-        let long_ago = std::time::SystemTime::now() - crate::base::fs::ORPHAN_IDLE * 2;
-        let file = File::options().write(true).open(&dead).unwrap();
-        file.set_modified(long_ago).unwrap();
-        drop(file);
-        assert_eq!(temp_writer_pid("s.tmp-4000000000-3"), Some(4_000_000_000));
-        drop(open_temp(&dir.path().join("k").join("t.f32")).unwrap());
-        if cfg!(target_os = "linux") {
-            assert!(!dead.exists());
-        }
-        assert!(path.exists());
-    }
-}
+mod tests;
