@@ -253,16 +253,19 @@ fn results_do_not_depend_on_the_blocking() {
                 columns: Some(1),
                 tile: Some((1, 1)),
                 group: Some(1),
+                tiles: Some(1),
             },
             Blocking {
                 columns: Some(5),
                 tile: Some((3, 7)),
                 group: Some(2),
+                tiles: Some(5),
             },
             Blocking {
                 columns: Some(usize::MAX),
                 tile: Some((usize::MAX / 2, usize::MAX / 2)),
                 group: Some(usize::MAX),
+                tiles: Some(usize::MAX),
             },
         ] {
             let other = run(forced);
