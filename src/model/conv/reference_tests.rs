@@ -115,3 +115,24 @@ fn conv_base_matches_the_float64_reference() {
     }
     eprintln!("VGG16 conv base vs float64, max |error| / max |value|: {report}");
 }
+
+/// Each kernel's block5_pool for the reference network at 64x64, bit for bit: the same on every
+/// x86-64 CPU with AVX2 and FMA (checked natively on an AVX-512 Xeon and under
+/// `qemu-x86_64 -cpu Haswell-v4`). A change of kernel or summation order changes these on purpose.
+#[test]
+fn conv_base_bits_are_pinned() {
+    let mut got = Vec::new();
+    for kernel in [
+        ConvKernel::Im2col,
+        ConvKernel::WinogradF2,
+        ConvKernel::WinogradF4,
+    ] {
+        let out = conv_base(Some(kernel), 64);
+        let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+        got.push(crate::base::hash::sha256_hex(&bytes)[..16].to_string());
+    }
+    assert_eq!(got, PINNED, "block5_pool bits changed");
+}
+
+/// im2col, F(2x2), F(4x4).
+const PINNED: [&str; 3] = ["2fe01b3ef9d9135b", "0a0c59c735c6f69a", "2758a8e8fc23fee4"];
