@@ -23,6 +23,7 @@ use candle_core::{Device, Tensor, Var};
 
 use crate::config::{ConvInit, HeadSpec, ModelConfig, Optimizer, Weights};
 use crate::model::arch::{Architecture, LayerKind};
+use crate::model::conv::{force_kernel, ConvKernel};
 use crate::model::weights::LoadedWeights;
 use crate::model::{layers, Mode, Network};
 use crate::train::loss::bce_with_logits;
@@ -48,7 +49,32 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Use candle's own CPU convolution instead of the fused kernel.
     pub candle_conv: bool,
+    /// The fused kernel's algorithms to measure, one set of rows each.
+    pub conv_kernels: Vec<KernelChoice>,
     pub device: crate::config::DeviceChoice,
+}
+
+/// A CPU convolution kernel for `runner bench` to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    /// Each layer's own choice.
+    Auto,
+    Im2col,
+    /// Winograd F(2x2, 3x3).
+    Wino2,
+    /// Winograd F(4x4, 3x3).
+    Wino4,
+}
+
+impl KernelChoice {
+    fn kernel(self) -> Option<ConvKernel> {
+        match self {
+            KernelChoice::Auto => None,
+            KernelChoice::Im2col => Some(ConvKernel::Im2col),
+            KernelChoice::Wino2 => Some(ConvKernel::WinogradF2),
+            KernelChoice::Wino4 => Some(ConvKernel::WinogradF4),
+        }
+    }
 }
 
 /// One benchmark's result.
@@ -91,9 +117,19 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
         .build()
         .context("cannot start the worker threads")?;
     layers::use_candle_conv(args.candle_conv);
-    let rows = pool.install(|| run_all(&args, threads));
+    let kernels = if args.candle_conv || args.conv_kernels.is_empty() {
+        vec![KernelChoice::Auto]
+    } else {
+        args.conv_kernels.clone()
+    };
+    let mut rows = Vec::new();
+    for choice in kernels {
+        force_kernel(choice.kernel());
+        let got = pool.install(|| run_all(&args, threads, choice.kernel()));
+        force_kernel(None);
+        rows.extend(got?);
+    }
     layers::use_candle_conv(false);
-    let rows = rows?;
     print!("{}", table(&rows));
     if let Some(path) = &args.csv {
         let mut w = csv::Writer::from_writer(Vec::new());
@@ -106,7 +142,11 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_all(args: &BenchOptions, threads: usize) -> anyhow::Result<Vec<Row>> {
+fn run_all(
+    args: &BenchOptions,
+    threads: usize,
+    kernel: Option<ConvKernel>,
+) -> anyhow::Result<Vec<Row>> {
     let channels = if args.quick {
         VGG16_CHANNELS.map(|c| c / 8)
     } else {
@@ -142,6 +182,7 @@ fn run_all(args: &BenchOptions, threads: usize) -> anyhow::Result<Vec<Row>> {
         args,
         threads,
         channels: channels.map(|c| c.to_string()).join("-"),
+        kernel,
     };
     let mut rows = Vec::new();
 
@@ -244,6 +285,7 @@ struct Describe<'a> {
     args: &'a BenchOptions,
     threads: usize,
     channels: String,
+    kernel: Option<ConvKernel>,
 }
 
 impl Describe<'_> {
@@ -275,7 +317,7 @@ impl Describe<'_> {
             } else if self.args.candle_conv {
                 "candle"
             } else {
-                "fused"
+                ConvKernel::name(self.kernel)
             },
             channels: self.channels.clone(),
             image_size: self.args.image_size,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::bench::{self, BenchOptions};
+use crate::bench::{self, BenchOptions, KernelChoice};
 use crate::config::DeviceChoice;
 
 use super::outcome::Outcome;
@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Use candle's own CPU convolution instead of the fused kernel (for comparison).
     #[arg(long)]
     pub candle_conv: bool,
+    /// The CPU convolution kernel(s) to measure, comma-separated: "auto" (each layer's own
+    /// choice), "im2col", "wino2" (Winograd F(2x2,3x3)), "wino4" (F(4x4,3x3)).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pub conv_kernel: Vec<KernelChoice>,
     /// Device to measure: "cpu" (default), "cuda", "cuda:N" or "auto". On a GPU the convolution
     /// is candle's CUDA one and per-CPU-second figures are not meaningful.
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
@@ -46,6 +50,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         csv: args.csv,
         quick: args.quick,
         candle_conv: args.candle_conv,
+        conv_kernels: args.conv_kernel,
         device: args.device,
     })?;
     Ok(Outcome::Success)

@@ -7,19 +7,25 @@
 //! almost all of its time there.
 //!
 //! How: each image's output pixels are cut into column chunks; a task builds the im2col block
-//! of one chunk (rows `(c, ky, kx)` in OIHW's order, so the kernel is used as a `(O, 9C)` matrix
-//! without copying; each row is a shifted copy of an input row, so it is built with slice
-//! copies), multiplies it with `matmul::matmul` (the `gemm` crate's runtime-dispatched
+//! of one chunk (`im2col`), multiplies it with `matmul::matmul` (the `gemm` crate's
 //! AVX2/FMA/AVX-512 kernels, in a summation order fixed by the shapes), and adds bias and applies
-//! ReLU while the block is still in cache.
+//! ReLU while the block is still in cache. The input gradient is itself a 3x3 same convolution
+//! (kernel flipped and transposed); the weight gradient multiplies the output gradient with each
+//! image's im2col matrix. Winograd F(2x2, 3x3) and F(4x4, 3x3) (`winograd`) compute the same
+//! forward with 2.25x and 4x fewer multiplications; `ConvKernel::for_layer` says why they are not
+//! the default yet.
 //!
-//! Determinism: the task layout (chunk boundaries, tiles) is a function of the layer's shapes
-//! only, never of the thread count or the batch; every task multiplies single-threaded, and
+//! Determinism: the kernel choice and the task layout (chunk boundaries, tiles) are functions of
+//! the layer's shapes only, never of the thread count or the batch; every task multiplies
+//! single-threaded, and
 //! gradients that sum over the batch (weight, bias) do so image by image in batch order. So the
 //! results are the same bits with any number of threads, and an image's output does not depend
 //! on the other images of its batch. Each output element's sum is ordered by `matmul` alone, so the
 //! task layout (`Blocking`) does not change a bit either (tested with forced tiny and huge
-//! blockings), nor does the CPU (see `matmul`).
+//! blockings), nor does the CPU (see `matmul`; Winograd's transforms are plain f32 arithmetic in
+//! a fixed order).
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -38,6 +44,65 @@ pub fn conv3x3_bias_relu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<T
     let weight = weight.contiguous()?;
     let bias = bias.contiguous()?;
     x.apply_op3(&weight, &bias, Conv3x3BiasRelu)
+}
+
+mod im2col;
+mod winograd;
+
+use im2col::{conv_im2col, im2col};
+
+/// The algorithm behind a 3x3 same convolution (forward and input gradient) on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// im2col blocks times the kernel matrix: 9 products per output and input channel.
+    Im2col,
+    /// Winograd F(2x2, 3x3): 4 products per output and input channel.
+    WinogradF2,
+    /// Winograd F(4x4, 3x3): 2.25 products per output and input channel.
+    WinogradF4,
+}
+
+/// 0: each layer's own choice (`ConvKernel::for_layer`); else 1 + the forced kernel.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// Force one kernel for every layer (`runner bench` compares them), or `None` for each layer's
+/// own choice. Process-wide.
+pub fn force_kernel(kernel: Option<ConvKernel>) {
+    let code = match kernel {
+        None => 0,
+        Some(ConvKernel::Im2col) => 1,
+        Some(ConvKernel::WinogradF2) => 2,
+        Some(ConvKernel::WinogradF4) => 3,
+    };
+    FORCED.store(code, Ordering::Relaxed);
+}
+
+impl ConvKernel {
+    /// The kernel a layer of these shapes uses: a function of the shapes only.
+    fn for_layer(_d: Dims) -> ConvKernel {
+        match FORCED.load(Ordering::Relaxed) {
+            1 => return ConvKernel::Im2col,
+            2 => return ConvKernel::WinogradF2,
+            3 => return ConvKernel::WinogradF4,
+            _ => {}
+        }
+        // Measured with `runner bench --conv-kernel im2col,wino2,wino4` (VGG16, 150x150): with
+        // its transforms in plain (auto-vectorised) Rust, Winograd's forward is at most about 10%
+        // faster than im2col in an optimised build, its fine-tuning step slower, and both slower
+        // in the test profile (opt-level 1, no vectorisation). So im2col stays the default until
+        // the transforms are vectorised by hand; Winograd is selectable for measurement.
+        ConvKernel::Im2col
+    }
+
+    /// The name `runner bench` prints.
+    pub fn name(kernel: Option<ConvKernel>) -> &'static str {
+        match kernel {
+            None => "auto",
+            Some(ConvKernel::Im2col) => "im2col",
+            Some(ConvKernel::WinogradF2) => "wino2",
+            Some(ConvKernel::WinogradF4) => "wino4",
+        }
+    }
 }
 
 /// Shapes of one convolution.
@@ -70,6 +135,8 @@ struct Blocking {
     tile: Option<(usize, usize)>,
     /// Images whose im2col matrices the weight gradient holds at once.
     group: Option<usize>,
+    /// Winograd tiles per forward task.
+    tiles: Option<usize>,
 }
 
 impl Blocking {
@@ -77,15 +144,8 @@ impl Blocking {
         columns: None,
         tile: None,
         group: None,
+        tiles: None,
     };
-}
-
-/// Output pixels per task. An im2col block of about 384 KiB stays in a core's L2 cache while
-/// `gemm` streams it; below 192 columns `gemm`'s per-call packing of the kernel matrix costs
-/// more than the cache misses save. A function of the shapes only (see the module doc).
-fn chunk_columns(d: Dims) -> usize {
-    let by_cache = (384 * 1024 / 4) / d.k();
-    by_cache.clamp(192, 4096).min(d.hw())
 }
 
 /// The f32 data of a custom op's contiguous operand (`op` and `what` name it in errors); shared by
@@ -211,43 +271,6 @@ impl CustomOp3 for Conv3x3BiasRelu {
     }
 }
 
-/// The im2col block of output pixels `p0..p0 + n` of one image: row `(c * 9 + ky * 3 + kx)`
-/// holds input pixel `(y + ky - 1, x + kx - 1)` of channel `c` for each output pixel `(y, x)`,
-/// zero outside the image. `cols` has `9 * channels` rows of `n` values.
-fn im2col(img: &[f32], channels: usize, h: usize, w: usize, p0: usize, n: usize, cols: &mut [f32]) {
-    let p1 = p0 + n;
-    for c in 0..channels {
-        let plane = &img[c * h * w..(c + 1) * h * w];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let row = &mut cols[(c * 9 + ky * 3 + kx) * n..][..n];
-                let mut p = p0;
-                while p < p1 {
-                    let (y, x0) = (p / w, p % w);
-                    let len = ((y + 1) * w).min(p1) - p;
-                    let dst = &mut row[p - p0..p - p0 + len];
-                    let iy = y + ky;
-                    if iy == 0 || iy > h {
-                        dst.fill(0.0);
-                    } else {
-                        let src = &plane[(iy - 1) * w..iy * w];
-                        // dst[j] = src[x0 + j + kx - 1] where that index lies inside the row.
-                        let lo = (1 - (kx as isize) - x0 as isize).clamp(0, len as isize) as usize;
-                        let hi = ((w + 1 - kx) as isize - x0 as isize)
-                            .clamp(lo as isize, len as isize)
-                            as usize;
-                        dst[..lo].fill(0.0);
-                        let s0 = x0 + lo + kx - 1;
-                        dst[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
-                        dst[hi..].fill(0.0);
-                    }
-                    p += len;
-                }
-            }
-        }
-    }
-}
-
 /// A pointer that tasks writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -262,8 +285,8 @@ impl SharedMut {
     }
 }
 
-/// `out[b, o, p] = act(bias[o] + sum_r weight[o, r] * im2col(x[b])[r, p])` for all images,
-/// with `weight` as an `(cout, 9 * cin)` row-major matrix.
+/// `out[b, o] = act(bias[o] + conv3x3_same(x[b], weight[o]))` for all images, by the layer's
+/// kernel (`ConvKernel::for_layer`).
 fn conv_same(
     x: &[f32],
     d: Dims,
@@ -272,74 +295,25 @@ fn conv_same(
     relu: bool,
     blocking: Blocking,
 ) -> Vec<f32> {
-    let (hw, k) = (d.hw(), d.k());
-    let mut out = vec![0f32; d.batch * d.cout * hw];
-    if out.is_empty() {
-        return out;
-    }
-    let nc = blocking
-        .columns
-        .unwrap_or_else(|| chunk_columns(d))
-        .clamp(1, hw);
-    let chunks = hw.div_ceil(nc);
-    let dst = SharedMut(out.as_mut_ptr());
-    (0..d.batch * chunks).into_par_iter().for_each_init(
-        || vec![0f32; k * nc],
-        |cols, task| {
-            let (img, chunk) = (task / chunks, task % chunks);
-            let p0 = chunk * nc;
-            let n = nc.min(hw - p0);
-            let cols = &mut cols[..k * n];
-            im2col(
-                &x[img * d.cin * hw..(img + 1) * d.cin * hw],
-                d.cin,
-                d.h,
-                d.w,
-                p0,
-                n,
-                cols,
-            );
-            // This task alone writes rows 0..cout, columns p0..p0+n of image `img`.
-            let block = dst.at(img * d.cout * hw + p0);
-            // SAFETY: `weight` is (cout, k) and `cols` (k, n), both row-major; this task alone
-            // writes rows 0..cout, columns p0..p0+n of image `img` (stride hw).
-            unsafe {
-                matmul(
-                    d.cout,
-                    n,
-                    k,
-                    MatMut {
-                        ptr: block,
-                        rs: hw as isize,
-                        cs: 1,
-                    },
-                    false,
-                    MatRef {
-                        ptr: weight.as_ptr(),
-                        rs: k as isize,
-                        cs: 1,
-                    },
-                    MatRef {
-                        ptr: cols.as_ptr(),
-                        rs: n as isize,
-                        cs: 1,
-                    },
-                    false,
-                );
-            }
-            for o in 0..d.cout {
-                // SAFETY: as above, row o of this task's block.
-                let row = unsafe { std::slice::from_raw_parts_mut(block.add(o * hw), n) };
-                let b = bias.map_or(0.0, |b| b[o]);
-                if relu {
-                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                } else if bias.is_some() {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
-            }
-        },
-    );
-    out
+    conv_with(ConvKernel::for_layer(d), x, d, weight, bias, relu, blocking)
+}
+
+/// `conv_same` by the given kernel.
+fn conv_with(
+    kernel: ConvKernel,
+    x: &[f32],
+    d: Dims,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    blocking: Blocking,
+) -> Vec<f32> {
+    let variant = match kernel {
+        ConvKernel::Im2col => return conv_im2col(x, d, weight, bias, relu, blocking),
+        ConvKernel::WinogradF2 => &winograd::F2,
+        ConvKernel::WinogradF4 => &winograd::F4,
+    };
+    winograd::conv(variant, x, d, weight, bias, relu, blocking.tiles)
 }
 
 /// dL/dbias[o] = sum over images (in batch order) and pixels of `g`.
@@ -450,3 +424,6 @@ fn weight_grad(x: &[f32], g: &[f32], d: Dims, blocking: Blocking) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reference_tests;

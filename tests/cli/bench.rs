@@ -79,3 +79,31 @@ fn quick_bench_prints_a_table_and_writes_csv() {
     // Nothing but the CSV is left in the directory (written through a temporary name).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// `--conv-kernel` measures each named kernel: one set of three rows each, named in the `conv`
+/// column.
+#[test]
+fn bench_measures_each_conv_kernel() {
+    let out = runner()
+        .args(["bench", "--quick", "--threads", "1"])
+        .args(["--conv-kernel", "im2col,wino2,wino4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let rows: Vec<(String, String)> = stdout
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("conv_forward") || l.starts_with("finetune_step"))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap().into(), f.next().unwrap().into())
+        })
+        .collect();
+    let conv: Vec<&str> = rows.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        conv,
+        ["im2col", "im2col", "wino2", "wino2", "wino4", "wino4"],
+        "{stdout}"
+    );
+}

@@ -253,16 +253,19 @@ fn results_do_not_depend_on_the_blocking() {
                 columns: Some(1),
                 tile: Some((1, 1)),
                 group: Some(1),
+                tiles: Some(1),
             },
             Blocking {
                 columns: Some(5),
                 tile: Some((3, 7)),
                 group: Some(2),
+                tiles: Some(5),
             },
             Blocking {
                 columns: Some(usize::MAX),
                 tile: Some((usize::MAX / 2, usize::MAX / 2)),
                 group: Some(usize::MAX),
+                tiles: Some(usize::MAX),
             },
         ] {
             let other = run(forced);
@@ -270,6 +273,54 @@ fn results_do_not_depend_on_the_blocking() {
             assert_eq!(bits(&auto.1), bits(&other.1), "input gradient, {forced:?}");
             assert_eq!(bits(&auto.2), bits(&other.2), "weight gradient, {forced:?}");
             assert_eq!(bits(&auto.3), bits(&other.3), "bias gradient");
+        }
+    }
+}
+
+/// Both Winograd variants against im2col on the shapes above (with bias and ReLU, and plain as
+/// the input gradient uses it), and their bits with 1 and 3 threads and with tiles per task
+/// forced to 1, 5 and everything.
+#[test]
+fn winograd_matches_im2col_and_does_not_depend_on_threads_or_blocking() {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (i, &((b, c, h, w), cout)) in SHAPES.iter().enumerate() {
+        let d = Dims {
+            batch: b,
+            cin: c,
+            h,
+            w,
+            cout,
+        };
+        let x = random(b * c * h * w, i as u64, "x", -1.0, 1.0);
+        let k = random(cout * c * 9, i as u64, "w", -0.5, 0.5);
+        let bias = random(cout, i as u64, "b", -0.3, 0.3);
+        for (bias, relu) in [(Some(bias.as_slice()), true), (None, false)] {
+            let want = conv_with(ConvKernel::Im2col, &x, d, &k, bias, relu, Blocking::AUTO);
+            for kernel in [ConvKernel::WinogradF2, ConvKernel::WinogradF4] {
+                let run = |threads: usize, tiles: Option<usize>| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let blocking = Blocking {
+                        tiles,
+                        ..Blocking::AUTO
+                    };
+                    pool.install(|| conv_with(kernel, &x, d, &k, bias, relu, blocking))
+                };
+                let got = run(1, None);
+                let e = rel_err(&got, &want);
+                assert!(e < 1e-5, "{kernel:?} {d:?}: relative error {e}");
+                for (threads, tiles) in
+                    [(3, None), (1, Some(1)), (2, Some(5)), (2, Some(usize::MAX))]
+                {
+                    assert_eq!(
+                        bits(&got),
+                        bits(&run(threads, tiles)),
+                        "{kernel:?} {d:?}: {threads} threads, tiles {tiles:?}"
+                    );
+                }
+            }
         }
     }
 }
