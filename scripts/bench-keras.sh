@@ -25,6 +25,7 @@ cd "$(dirname "$0")/.."
 trap 'echo "bench-keras: failed (line $LINENO): see the messages above" >&2' ERR
 
 TF_PIN=tensorflow-cpu==2.21.0
+command_line="scripts/bench-keras.sh${*:+ $*}"
 epochs=3 seeds=1 train=96 validation=48 size=150
 skip_keras=0 skip_runner=0 runner="" keep=0
 need() {
@@ -165,6 +166,7 @@ else
   gpu="No GPU here (nvidia-smi): the GPU comparison was not measured."
 fi
 notes=(
+  --note "Command: \`$command_line\`."
   --note "Matrix: 4 variants x $seeds seed(s) x $epochs epoch(s), $train training + $validation validation JPEGs ($data), ${size}x$size, batch 32; both sides load $weights (random VGG16 conv base written by Keras, seeded)."
   --note "runner: ${runner_version:-not run}, tree $commit; each variant is one \`runner sweep --variant V --device cpu --no-report\` process (no-cache: --no-cache, fresh results; cold: fresh results; warm: the same results again with --force); totals are their sums."
   --note "Load average (1, 5, 15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)."
