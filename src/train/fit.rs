@@ -310,7 +310,7 @@ fn for_each_feature_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::*;
     use crate::dataset::{Image, Sample};
@@ -319,7 +319,8 @@ mod tests {
     use crate::train::loss::bce_with_logits;
     use candle_core::Tensor;
 
-    fn split(n: usize) -> Split {
+    /// `n` random 32x32 images in two classes, in memory (shared with other training tests).
+    pub(crate) fn split(n: usize) -> Split {
         let mut rng = crate::base::rng::stream(5, "test-images");
         let images: Vec<Image> = (0..n)
             .map(|_| {

@@ -46,33 +46,10 @@ fn a_set_read_from_its_file_gathers_what_the_memory_copy_does() {
 mod shared_prefixes {
     use super::*;
     use crate::config::*;
-    use crate::dataset::{Image, Sample};
     use crate::model::arch::Architecture;
     use crate::model::weights::LoadedWeights;
 
-    fn split(n: usize) -> Split {
-        let mut rng = crate::base::rng::stream(5, "test-images");
-        let images: Vec<Image> = (0..n)
-            .map(|_| {
-                let mut img = Image::new(32, 32);
-                img.data
-                    .iter_mut()
-                    .for_each(|v| *v = crate::base::rng::uniform_f32(&mut rng, 0.0, 255.0));
-                img
-            })
-            .collect();
-        Split::from_images(
-            "mem".into(),
-            vec!["a".into(), "b".into()],
-            (0..n)
-                .map(|i| Sample {
-                    path: format!("{i}.png").into(),
-                    label: (i % 2) as u32,
-                })
-                .collect(),
-            &images,
-        )
-    }
+    use crate::train::fit::tests::split;
 
     fn dataset() -> DatasetConfig {
         DatasetConfig {
