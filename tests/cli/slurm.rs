@@ -202,7 +202,13 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     let text = std::fs::read_to_string(&exp)
         .unwrap()
         .replace("name = \"tiny\"", "name = \"slurmcancel\"")
-        .replace("epochs = 2", "epochs = 8");
+        .replace("epochs = 2", "epochs = 8")
+        // The cancelled cell must still be training when `scancel` reaches it: a few
+        // milliseconds per epoch on cached features, so thousands of epochs are seconds.
+        .replace(
+            "training.freeze = [\"block*\"]",
+            "training.freeze = [\"block*\"]\ntraining.epochs = 4000",
+        );
     std::fs::write(&exp, text).unwrap();
     // One task at a time: the first cell is cancelled while it runs, the others wait.
     let (code, out) = sweep(
@@ -215,15 +221,18 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     assert_eq!(code, 0, "{out}");
     let array = array_job(&out);
     let first = format!("{array}_0");
-    wait_until(60, "the first task to run", || {
-        slurm(
-            &conf,
-            "squeue",
-            &["-h", "--states=all", "-j", &first, "-o", "%T"],
-        )
-        .trim()
-            == "RUNNING"
-    });
+    let results = dir.path().join("results");
+    // Training, not only started: its first epochs are written and it is not done.
+    let training = |results: &Path| {
+        find_code_state_dir(results).is_some_and(|_| {
+            let cell = cell_dir(results, "slurmcancel", "feature_extraction", 0);
+            let rows = std::fs::read_to_string(cell.with_file_name("seed-0.partial/metrics.csv"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            rows > 2 && !is_done(&cell)
+        })
+    };
+    wait_until(60, "the first task to train", || training(&results));
     slurm(&conf, "scancel", &[&first]);
     wait_until(60, "the first task to be cancelled", || {
         slurm(
@@ -234,6 +243,11 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
         .trim()
             == "CANCELLED"
     });
+    let cancelled = cell_dir(&results, "slurmcancel", "feature_extraction", 0);
+    assert!(
+        !is_done(&cancelled),
+        "the first cell finished before it was cancelled"
+    );
     let (code, again) = sweep(
         dir.path(),
         &conf,
@@ -249,7 +263,6 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     );
     assert!(again.contains("submitted 1 cell(s)"), "{again}");
     assert!(again.contains("cells done: 1/1"), "{again}");
-    let results = dir.path().join("results");
     let cells: Vec<PathBuf> = ["feature_extraction", "fine_tuning_aug"]
         .iter()
         .flat_map(|v| [0, 1].map(|s| cell_dir(&results, "slurmcancel", v, s)))
@@ -277,7 +290,9 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
     let text = std::fs::read_to_string(&exp)
         .unwrap()
         .replace("name = \"tiny\"", "name = \"slurmrequeue\"")
-        .replace("epochs = 2", "epochs = 12");
+        // Enough epochs that the task is still training when the test requeues it (tiny epochs
+        // take milliseconds).
+        .replace("epochs = 2", "epochs = 300");
     std::fs::write(&exp, text).unwrap();
     let only = ["--variant", "fine_tuning_aug", "--seed", "1", "--no-report"];
     let (code, local) = sweep(dir.path(), &conf, &exp, "local", &only);
@@ -328,7 +343,7 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
         status.contains(&format!("running (job {task} on node ")),
         "{status}"
     );
-    assert!(status.contains("/12)"), "{status}");
+    assert!(status.contains("/300)"), "{status}");
     slurm(&conf, "scontrol", &["requeue", &task]);
     // A requeued job waits 120 s to start again unless told otherwise.
     wait_until(60, "the requeued task to be pending", || {
