@@ -12,8 +12,8 @@
 //! ReLU while the block is still in cache. The input gradient is itself a 3x3 same convolution
 //! (kernel flipped and transposed); the weight gradient multiplies the output gradient with each
 //! image's im2col matrix. Winograd F(2x2, 3x3) and F(4x4, 3x3) (`winograd`) compute the same
-//! forward with 2.25x and 4x fewer multiplications; `ConvKernel::for_layer` says why they are not
-//! the default yet.
+//! convolution with 2.25x and 4x fewer multiplications; `ConvKernel::for_layer` picks one of the
+//! three per layer from its shapes (forward and input gradient alike).
 //!
 //! Determinism: the kernel choice and the task layout (chunk boundaries, tiles) are functions of
 //! the layer's shapes only, never of the thread count or the batch; every task multiplies
@@ -79,19 +79,28 @@ pub fn force_kernel(kernel: Option<ConvKernel>) {
 
 impl ConvKernel {
     /// The kernel a layer of these shapes uses: a function of the shapes only.
-    fn for_layer(_d: Dims) -> ConvKernel {
+    fn for_layer(d: Dims) -> ConvKernel {
         match FORCED.load(Ordering::Relaxed) {
             1 => return ConvKernel::Im2col,
             2 => return ConvKernel::WinogradF2,
             3 => return ConvKernel::WinogradF4,
             _ => {}
         }
-        // Measured with `runner bench --conv-kernel im2col,wino2,wino4` (VGG16, 150x150): with
-        // its transforms in plain (auto-vectorised) Rust, Winograd's forward is at most about 10%
-        // faster than im2col in an optimised build, its fine-tuning step slower, and both slower
-        // in the test profile (opt-level 1, no vectorisation). So im2col stays the default until
-        // the transforms are vectorised by hand; Winograd is selectable for measurement.
-        ConvKernel::Im2col
+        // Measured layer by layer (VGG16 at 150x150, batch 8, one thread, optimised build, this
+        // 2-core Xeon with AVX-512): with few input channels the transforms cost more than the
+        // products they save (3 -> 64 at 150x150: im2col 29 ms, F(4x4) 54 ms); F(4x4) is the
+        // fastest on maps of 37 pixels and more (64 -> 64 at 150x150: 168 / 153 / 130 ms for
+        // im2col / F(2x2) / F(4x4); 256 -> 256 at 37x37: 131 / 84 / 73 ms); F(2x2) on mid-sized
+        // ones (512 -> 512 at 18x18: 124 / 78 / 108 ms), where F(4x4)'s tiles overhang the map;
+        // on 9x9 maps im2col and F(2x2) tie (35 ms) and im2col is exact to fewer roundings.
+        let side = d.h.min(d.w);
+        if d.cin < 16 || side < 12 {
+            ConvKernel::Im2col
+        } else if side < 32 {
+            ConvKernel::WinogradF2
+        } else {
+            ConvKernel::WinogradF4
+        }
     }
 
     /// The name `runner bench` prints.
