@@ -12,8 +12,10 @@ use std::path::Path;
 use super::*;
 
 /// A narrow VGG whose block 5 has 512 channels, so that two of its convolutions reduce over
-/// 4608 values (several depth blocks), fine-tuned from block 5; its first layer and its head are
-/// small enough to hit the matrix shapes that `gemm` vectorises along the reduction.
+/// 4608 values (several depth blocks), fine-tuned from block 5; its head is
+/// small enough to hit the matrix shapes that `gemm` vectorises along the reduction; block 1's
+/// second convolution runs Winograd F(4x4) and block 2's F(2x2) (`ConvKernel::for_layer`), whose
+/// transforms are compiled for AVX-512 natively and for AVX2 under qemu.
 fn experiment(dir: &Path) -> std::path::PathBuf {
     let text = r#"
 name = "xcpu"
@@ -30,7 +32,7 @@ validation_per_class = 4
 size = 36
 
 [model]
-channels = [4, 8, 8, 8, 512]
+channels = [16, 16, 8, 8, 512]
 weights = "none"
 head = { units = [16] }
 
