@@ -114,7 +114,7 @@ fn reproduce_checks_the_stored_stage_and_deep_trains_and_compares_it() {
 
     // The stored stage is checked by hash, and only the cell trains.
     let out = reproduce(&cell, &results, &[], 0);
-    assert!(out.contains("REPRODUCED: all 4 epochs match"), "{out}");
+    assert!(out.contains("REPRODUCED: all 8 epochs match"), "{out}");
     assert!(!out.contains("pretrain stage: training"), "{out}");
     assert!(
         out.contains("pretrain stage: not trained again")
@@ -133,7 +133,7 @@ fn reproduce_checks_the_stored_stage_and_deep_trains_and_compares_it() {
         ),
         "{out}"
     );
-    assert!(out.contains("REPRODUCED: all 4 epochs match"), "{out}");
+    assert!(out.contains("REPRODUCED: all 8 epochs match"), "{out}");
     assert_eq!(snapshot(&stage), before, "the stage is untouched");
 
     // A changed stage checkpoint is a changed input: both hashes and the path are named.
