@@ -86,15 +86,16 @@ impl ConvKernel {
             3 => return ConvKernel::WinogradF4,
             _ => {}
         }
-        // Measured layer by layer (VGG16 at 150x150, batch 8, one thread, optimised build, this
-        // 2-core Xeon with AVX-512): with few input channels the transforms cost more than the
-        // products they save (3 -> 64 at 150x150: im2col 29 ms, F(4x4) 54 ms); F(4x4) is the
-        // fastest on maps of 37 pixels and more (64 -> 64 at 150x150: 168 / 153 / 130 ms for
-        // im2col / F(2x2) / F(4x4); 256 -> 256 at 37x37: 131 / 84 / 73 ms); F(2x2) on mid-sized
-        // ones (512 -> 512 at 18x18: 124 / 78 / 108 ms), where F(4x4)'s tiles overhang the map;
-        // on 9x9 maps im2col and F(2x2) tie (35 ms) and im2col is exact to fewer roundings.
+        // Measured layer by layer (VGG16 at 150x150, batch 8, one thread, optimised build, a
+        // 2-core Xeon with AVX-512; milliseconds for im2col / F(2x2) / F(4x4)): with few input
+        // channels the transforms cost more than the products they save (3 -> 64 at 150x150:
+        // 26 / 48 / 53); F(4x4) is the fastest or even on maps of 32 pixels and more (64 -> 64
+        // at 150x150: 108 / 124 / 112; 128 -> 128 at 75x75: 77 / 76 / 62; 256 -> 256 at 37x37:
+        // 73 / 54 / 51), F(2x2) on smaller ones, where F(4x4)'s tiles overhang the map
+        // (512 -> 512 at 18x18: 70 / 44 / 75; at 9x9: 21 / 18 / 45). Below 8 pixels a map is
+        // one or two tiles wide and im2col does it directly.
         let side = d.h.min(d.w);
-        if d.cin < 16 || side < 12 {
+        if d.cin < 16 || side < 8 {
             ConvKernel::Im2col
         } else if side < 32 {
             ConvKernel::WinogradF2
