@@ -1,7 +1,7 @@
 //! Winograd's minimal filtering F(m x m, 3 x 3) for the 3x3 "same" convolution: the output is
-//! cut into m x m tiles; each tile's (m + 2) x (m + 2) inut patch `d` and each 3 x 3 kernel `g`
+//! cut into m x m tiles; each tile's (m + 2) x (m + 2) input patch `d` and each 3 x 3 kernel `g`
 //! are transformed (`V = Bᵀ d B`, `U = G g Gᵀ`), multiplied point by point and summed over the
-//! inut channels, which for each of the (m + 2)² transform positions is one matrix product
+//! input channels, which for each of the (m + 2)² transform positions is one matrix product
 //! `(cout x cin) x (cin x tiles)`, and transformed back (`Y = Aᵀ M A`). F(2x2) needs 16 products
 //! per output quad instead of 36 (2.25x fewer), F(4x4) 36 per 16 outputs instead of 144 (4x).
 //!
@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::super::matmul::{matmul, MatMut, MatRef};
 use super::{Dims, SharedMut};
 
-/// One Winograd variant: output tile `m`, inut tile `a = m + 2`, and its three matrices,
+/// One Winograd variant: output tile `m`, input tile `a = m + 2`, and its three matrices,
 /// row-major: `bt` (a x a), `g` (a x 3), `at` (m x a).
 pub(super) struct Variant {
     pub m: usize,
@@ -112,7 +112,7 @@ fn combine(dst: &mut [f32], coefs: &[f32], src: &[f32], stride: usize) {
     }
 }
 
-/// Tiles per task: the transformed inuts of a chunk (a² x cin x tiles) stay about 2 MiB, and
+/// Tiles per task: the transformed inputs of a chunk (a² x cin x tiles) stay about 2 MiB, and
 /// the products get at least 32 columns (8 MiB and 128 measured slower). A function of the
 /// shapes only.
 fn chunk_tiles(v: &Variant, d: Dims) -> usize {
@@ -257,7 +257,7 @@ pub(super) fn conv(
     out
 }
 
-/// One call's inuts, shared by its tasks.
+/// One call's inputs, shared by its tasks.
 struct Job<'a> {
     v: &'a Variant,
     x: &'a [f32],
@@ -369,7 +369,7 @@ fn task_body(job: &Job, buf: &mut Buffers, task: usize) {
     let t0 = task * nt;
     let n = nt.min(total - t0);
     // Where each tile lies: its image and top-left output pixel, and whether its whole
-    // inut patch (one pixel of padding around the output tile) and its whole output
+    // input patch (one pixel of padding around the output tile) and its whole output
     // tile lie inside the image (the fast paths below).
     let tiles: Vec<Tile> = (t0..t0 + n)
         .map(|g| {
@@ -386,7 +386,7 @@ fn task_body(job: &Job, buf: &mut Buffers, task: usize) {
         .collect();
     let patch_runs = runs(&tiles, |t| t.patch_inside);
     let out_runs = runs(&tiles, |t| t.out_inside);
-    // 1. Inut transform: V[ξ][c][t].
+    // 1. Input transform: V[ξ][c][t].
     let vs = &mut buf.v[..a * a * d.cin * n];
     for c in 0..d.cin {
         let p = &mut buf.patch[..a * a * n];
@@ -541,7 +541,7 @@ fn runs(tiles: &[Tile], whole: impl Fn(&Tile) -> bool) -> Vec<(usize, usize)> {
     runs
 }
 
-/// A tile of a task: its image, its top-left output pixel, and whether its inut patch and its
+/// A tile of a task: its image, its top-left output pixel, and whether its input patch and its
 /// output tile lie wholly inside the image.
 struct Tile {
     img: usize,
