@@ -145,12 +145,20 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
     println!("\n{}", progress::summary_table(&results));
     if !stop.load(Ordering::SeqCst) {
         if let Some(settings) = &experiment.evaluation {
-            evaluate_cells(settings, &results)?;
+            let dirs: Vec<PathBuf> = results.iter().map(|r| r.dir.clone()).collect();
+            crate::evaluate::cells::evaluate_and_tell(settings, &dirs)?;
         }
     }
     if !args.no_report && !stop.load(Ordering::SeqCst) {
         write_sweep_report(file.as_deref(), &results, results_root);
-        upload_report(&experiment, &results);
+        if let Some(settings) = &experiment.mlflow {
+            let dirs: Vec<PathBuf> = results
+                .iter()
+                .filter(|r| r.status_now().is_some())
+                .map(|r| r.dir.clone())
+                .collect();
+            crate::track::live::upload_sweep_report(settings, &experiment.name, &dirs);
+        }
     }
     if results
         .iter()
@@ -289,62 +297,6 @@ pub fn write_sweep_report(file: Option<&Path>, results: &[sweep::CellResult], ro
     println!();
     if let Err(e) = crate::report::run_report(&options) {
         eprintln!("warning: the report could not be written: {e:#} (try `runner report`)");
-    }
-}
-
-/// `[evaluation]`: each done cell on the test set (cells evaluated on it already are skipped).
-/// A cell whose evaluation fails is a warning: its training stands.
-fn evaluate_cells(
-    settings: &crate::config::EvaluationSettings,
-    results: &[sweep::CellResult],
-) -> anyhow::Result<()> {
-    use crate::evaluate::cells::{self, CellEvaluation};
-    let dirs: Vec<PathBuf> = results.iter().map(|r| r.dir.clone()).collect();
-    let outcomes = cells::evaluate_cells(settings, &dirs)?;
-    let (mut written, mut stored) = (0, 0);
-    for (dir, outcome) in outcomes {
-        match outcome {
-            CellEvaluation::Written(e) => {
-                written += 1;
-                let m = &e.metrics;
-                println!(
-                    "evaluated {} ({} model) on {}: accuracy {:.4}, loss {:.4}",
-                    dir.display(),
-                    e.model,
-                    e.name,
-                    m.accuracy,
-                    m.loss
-                );
-            }
-            CellEvaluation::Stored => stored += 1,
-            CellEvaluation::Failed(e) => {
-                eprintln!("warning: {}: not evaluated: {e:#}", dir.display())
-            }
-        }
-    }
-    println!(
-        "evaluation on {}: {written} cell(s) evaluated, {stored} had it already",
-        settings.test_dir.display()
-    );
-    Ok(())
-}
-
-/// `[mlflow]`: the report just written, into the runs of the sweep's cells.
-fn upload_report(experiment: &crate::config::Experiment, results: &[sweep::CellResult]) {
-    let Some(settings) = &experiment.mlflow else {
-        return;
-    };
-    let dirs: Vec<PathBuf> = results
-        .iter()
-        .filter(|r| r.status_now().is_some())
-        .map(|r| r.dir.clone())
-        .collect();
-    let Some(report) = dirs.first().and_then(|d| d.ancestors().nth(2)) else {
-        return;
-    };
-    let report = report.join("report");
-    if let Some(tracker) = crate::track::live::Tracker::for_experiment(settings, &experiment.name) {
-        tracker.upload_report(&dirs, &report);
     }
 }
 

@@ -97,3 +97,35 @@ fn stored(dir: &Path, name: &str) -> Option<Evaluation> {
     let text = std::fs::read(dir.join(EVALUATION_DIR).join(format!("{name}.json"))).ok()?;
     serde_json::from_slice(&text).ok()
 }
+
+/// `[evaluation]` at the end of a sweep (local, or the report job of a Slurm submission): each
+/// done cell on the test set, cells evaluated on it already skipped, one line per cell and a
+/// total. A cell whose evaluation fails is a warning: its training stands.
+pub fn evaluate_and_tell(settings: &EvaluationSettings, cells: &[PathBuf]) -> anyhow::Result<()> {
+    let (mut written, mut stored) = (0, 0);
+    for (dir, outcome) in evaluate_cells(settings, cells)? {
+        match outcome {
+            CellEvaluation::Written(e) => {
+                written += 1;
+                let m = &e.metrics;
+                println!(
+                    "evaluated {} ({} model) on {}: accuracy {:.4}, loss {:.4}",
+                    dir.display(),
+                    e.model,
+                    e.name,
+                    m.accuracy,
+                    m.loss
+                );
+            }
+            CellEvaluation::Stored => stored += 1,
+            CellEvaluation::Failed(e) => {
+                eprintln!("warning: {}: not evaluated: {e:#}", dir.display())
+            }
+        }
+    }
+    println!(
+        "evaluation on {}: {written} cell(s) evaluated, {stored} had it already",
+        settings.test_dir.display()
+    );
+    Ok(())
+}

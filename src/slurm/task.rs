@@ -155,7 +155,22 @@ pub fn run(
                 metric: Metric::FinalValAcc,
                 results: sub.results.clone(),
             };
+            // As at the end of a local sweep: [evaluation] first, so that the report shows
+            // it, then the report, then the report into the cells' MLflow runs.
+            let cells = super::submit::outcomes(dir, &sub, &Default::default());
+            if let Some(settings) = &sub.experiment.evaluation {
+                let dirs: Vec<_> = cells.iter().map(|r| r.dir.clone()).collect();
+                crate::evaluate::cells::evaluate_and_tell(settings, &dirs)?;
+            }
             crate::report::run_report(&report)?;
+            if let Some(settings) = &sub.experiment.mlflow {
+                let dirs: Vec<_> = cells
+                    .iter()
+                    .filter(|r| r.status_now().is_some())
+                    .map(|r| r.dir.clone())
+                    .collect();
+                crate::track::live::upload_sweep_report(settings, &sub.experiment.name, &dirs);
+            }
             Ok(TaskEnd::Done)
         }
     }

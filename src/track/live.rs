@@ -217,3 +217,14 @@ fn catch_up_command(uri: &str, experiment: &str, runner_experiment: &str) -> Str
     }
     command
 }
+
+/// `[mlflow]` after a sweep's report is written: the report's files into the runs of `cells`
+/// (the report is `<code-state>/<experiment>/report`, beside the variants of the cells).
+pub fn upload_sweep_report(settings: &MlflowSettings, experiment: &str, cells: &[PathBuf]) {
+    let Some(report) = cells.first().and_then(|d| d.ancestors().nth(2)) else {
+        return;
+    };
+    if let Some(tracker) = Tracker::for_experiment(settings, experiment) {
+        tracker.upload_report(cells, &report.join("report"));
+    }
+}

@@ -190,7 +190,7 @@ fn a_test_set_with_other_classes_is_refused_by_name() {
 }
 
 /// A copy of the folder `from` (files and sub-folders) at `to`.
-fn copy_tree(from: &Path, to: &Path) {
+pub(super) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();

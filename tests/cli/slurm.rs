@@ -527,3 +527,52 @@ fn a_wait_whose_tasks_are_cancelled_before_training_exits_6_and_says_so() {
         "{text}"
     );
 }
+
+/// The report job does what the end of a local sweep does: `[evaluation]` on every done cell,
+/// then the report, which shows it.
+#[test]
+fn the_report_job_evaluates_the_cells_on_the_test_set_before_the_report() {
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), "");
+    let only = ["--variant", "fine_tuning_aug", "--seed", "1"];
+    // A local run makes the data set; its validation images are the test set here.
+    let (code, local) = sweep(
+        dir.path(),
+        &conf,
+        &exp,
+        "local",
+        &[&only[..], &["--no-report"]].concat(),
+    );
+    assert_eq!(code, 0, "{local}");
+    let local_cell = cell_dir(&dir.path().join("local"), "tiny", "fine_tuning_aug", 1);
+    let record = read_json(&local_cell.join("run.json"));
+    let validation = dir
+        .path()
+        .join(record["validation"]["dir"].as_str().unwrap());
+    super::evaluate::copy_tree(&validation, &dir.path().join("test"));
+    let text = std::fs::read_to_string(&exp).unwrap() + "\n[evaluation]\ntest_dir = \"test\"\n";
+    std::fs::write(&exp, text).unwrap();
+
+    let (code, out) = sweep(
+        dir.path(),
+        &conf,
+        &exp,
+        "cluster",
+        &[&only[..], &["--slurm", "--wait"]].concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let cell = cell_dir(&dir.path().join("cluster"), "tiny", "fine_tuning_aug", 1);
+    let json = read_json(&cell.join("evaluation/test.json"));
+    assert_eq!(json["model"], "final");
+    assert_eq!(
+        json["metrics"]["accuracy"].as_f64().unwrap(),
+        read_json(&cell.join("run.json"))["last"]["val_acc"]
+            .as_f64()
+            .unwrap(),
+        "the test set is the validation set"
+    );
+    let state = code_state_dir(&dir.path().join("cluster"));
+    let report = std::fs::read_to_string(state.join("tiny/report/report.md")).unwrap();
+    assert!(report.contains("## Test sets"), "{report}");
+}
