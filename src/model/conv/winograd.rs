@@ -112,12 +112,14 @@ fn combine(dst: &mut [f32], coefs: &[f32], src: &[f32], stride: usize) {
     }
 }
 
-/// Tiles per task: the transformed inputs of a chunk (a² x cin x tiles) stay about 2 MiB, and
-/// the products get at least 32 columns (8 MiB and 128 measured slower). A function of the
-/// shapes only.
+/// Tiles per task: the transformed inputs of a chunk (a² x cin x tiles) stay about 8 MiB, and
+/// the products get at least 32 columns. A function of the shapes only. Measured with `runner
+/// bench --conv-kernel auto` (VGG16, 150x150, batch 8, 2-core Xeon with AVX-512): conv-base
+/// forward 154-158 GFLOP per CPU-second with 1 MiB, 169-175 with 2, 182-186 with 4, 190-197 with
+/// 8, 177-178 with 16.
 fn chunk_tiles(v: &Variant, d: Dims) -> usize {
     let per_tile = v.a * v.a * d.cin.max(d.cout) * 4;
-    ((2 << 20) / per_tile).clamp(32, 1024)
+    ((8 << 20) / per_tile).clamp(32, 1024)
 }
 
 /// The transformed kernel: `u[ξ][o][c] = (G g[o, c] Gᵀ)[ξ]`, computed in f64, rounded once.
