@@ -126,12 +126,10 @@ fn chunk_tiles(v: &Variant, d: Dims) -> usize {
 fn transform_kernel(v: &Variant, weight: &[f32], d: Dims) -> Vec<f32> {
     let mut u = vec![0f32; v.a * v.a * d.cout * d.cin];
     let dst = SharedMut(u.as_mut_ptr());
-    let isa = Isa::detect();
     (0..d.cout).into_par_iter().for_each_init(
         || (vec![0f64; 9 * d.cin], vec![0f64; v.a * 3 * d.cin]),
-        // SAFETY: `Isa::detect` found the features; task `o` alone writes the elements
-        // (ξ, o, c) of every ξ.
-        |(gt, t), o| unsafe { isa.kernel_row(v, weight, d, o, &dst, gt, t) },
+        // SAFETY: task `o` alone writes the elements (ξ, o, c) of every ξ.
+        |(gt, t), o| unsafe { kernel_row(v, weight, d, o, &dst, gt, t) },
     );
     u
 }
@@ -141,8 +139,7 @@ fn transform_kernel(v: &Variant, weight: &[f32], d: Dims) -> Vec<f32> {
 ///
 /// # Safety
 /// No other thread writes the elements (ξ, o, ·) of `dst` meanwhile.
-#[inline(always)]
-unsafe fn kernel_row_body(
+unsafe fn kernel_row(
     v: &Variant,
     weight: &[f32],
     d: Dims,
@@ -186,34 +183,6 @@ unsafe fn kernel_row_body(
             }
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn kernel_row_avx2(
-    v: &Variant,
-    weight: &[f32],
-    d: Dims,
-    o: usize,
-    dst: &SharedMut,
-    gt: &mut [f64],
-    t: &mut [f64],
-) {
-    kernel_row_body(v, weight, d, o, dst, gt, t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn kernel_row_avx512(
-    v: &Variant,
-    weight: &[f32],
-    d: Dims,
-    o: usize,
-    dst: &SharedMut,
-    gt: &mut [f64],
-    t: &mut [f64],
-) {
-    kernel_row_body(v, weight, d, o, dst, gt, t)
 }
 
 /// `out = act(bias + conv3x3_same(x, weight))` for all images, by Winograd `v`; `chunk` forces
@@ -298,30 +267,6 @@ impl Isa {
             }
         }
         Isa::Baseline
-    }
-
-    /// `kernel_row_body` compiled for `self`.
-    ///
-    /// # Safety
-    /// As `kernel_row_body`, and the CPU has the features of `self`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel_row(
-        self,
-        v: &Variant,
-        weight: &[f32],
-        d: Dims,
-        o: usize,
-        dst: &SharedMut,
-        gt: &mut [f64],
-        t: &mut [f64],
-    ) {
-        match self {
-            Isa::Baseline => kernel_row_body(v, weight, d, o, dst, gt, t),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => kernel_row_avx2(v, weight, d, o, dst, gt, t),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => kernel_row_avx512(v, weight, d, o, dst, gt, t),
-        }
     }
 
     /// # Safety
