@@ -152,11 +152,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<Outcome> {
     if !args.no_report && !stop.load(Ordering::SeqCst) {
         write_sweep_report(file.as_deref(), &results, results_root);
         if let Some(settings) = &experiment.mlflow {
-            let dirs: Vec<PathBuf> = results
-                .iter()
-                .filter(|r| r.status_now().is_some())
-                .map(|r| r.dir.clone())
-                .collect();
+            let dirs = sweep::recorded_dirs(&results);
             crate::track::live::upload_sweep_report(settings, &experiment.name, &dirs);
         }
     }

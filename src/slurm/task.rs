@@ -164,11 +164,7 @@ pub fn run(
             }
             crate::report::run_report(&report)?;
             if let Some(settings) = &sub.experiment.mlflow {
-                let dirs: Vec<_> = cells
-                    .iter()
-                    .filter(|r| r.status_now().is_some())
-                    .map(|r| r.dir.clone())
-                    .collect();
+                let dirs = sweep::recorded_dirs(&cells);
                 crate::track::live::upload_sweep_report(settings, &sub.experiment.name, &dirs);
             }
             Ok(TaskEnd::Done)

@@ -85,6 +85,16 @@ pub struct CellResult {
     pub message: Option<String>,
 }
 
+/// The directories of the cells that have a record after this sweep (trained now or earlier):
+/// the cells an end-of-sweep step such as the MLflow report upload applies to.
+pub fn recorded_dirs(results: &[CellResult]) -> Vec<std::path::PathBuf> {
+    results
+        .iter()
+        .filter(|r| r.status_now().is_some())
+        .map(|r| r.dir.clone())
+        .collect()
+}
+
 impl CellResult {
     /// The status the cell has after this sweep, whether it ran now or earlier.
     pub fn status_now(&self) -> Option<Status> {
