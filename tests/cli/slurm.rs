@@ -157,6 +157,26 @@ fn array_job(out: &str) -> String {
     out[at..].split('_').next().unwrap().to_string()
 }
 
+/// `runner sweep FILE --results RESULTS --slurm --wait ARGS` in `dir`, started and left running,
+/// its output piped.
+fn spawn_wait(
+    dir: &Path,
+    conf: &str,
+    file: &str,
+    results: &str,
+    args: &[&str],
+) -> std::process::Child {
+    Process::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(dir)
+        .env("SLURM_CONF", conf)
+        .args(["sweep", file, "--results", results, "--slurm", "--wait"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Wait (at most `limit` seconds) until `ready` holds, polling.
 fn wait_until(limit: u64, what: &str, mut ready: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
@@ -298,22 +318,7 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
     let (code, local) = sweep(dir.path(), &conf, &exp, "local", &only);
     assert_eq!(code, 0, "{local}");
     // Followed with --wait through the requeue.
-    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
-        .current_dir(dir.path())
-        .env("SLURM_CONF", &conf)
-        .args([
-            "sweep",
-            "tiny.toml",
-            "--results",
-            "cluster",
-            "--slurm",
-            "--wait",
-        ])
-        .args(only)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_wait(dir.path(), &conf, "tiny.toml", "cluster", &only);
     let task = format!(
         "{}_0",
         submitted(&dir.path().join("cluster"))["array_job"]
@@ -412,21 +417,7 @@ fn a_cell_failing_on_bad_data_ends_failed_with_its_log_while_the_others_finish()
     )
     .unwrap();
     // The jobs are held: the data breaks after the submit host checked it, before a task reads it.
-    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
-        .current_dir(dir.path())
-        .env("SLURM_CONF", &conf)
-        .args([
-            "sweep",
-            "slurmbad.toml",
-            "--results",
-            "results",
-            "--slurm",
-            "--wait",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_wait(dir.path(), &conf, "slurmbad.toml", "results", &[]);
     let results = dir.path().join("results");
     let sub = submitted(&results);
     std::fs::write(
@@ -496,22 +487,13 @@ fn a_wait_whose_tasks_are_cancelled_before_training_exits_6_and_says_so() {
          [[variants]]\nname = \"only\"\n",
     )
     .unwrap();
-    let child = Process::new(assert_cmd::cargo::cargo_bin("runner"))
-        .current_dir(dir.path())
-        .env("SLURM_CONF", &conf)
-        .args([
-            "sweep",
-            "slurmheld.toml",
-            "--results",
-            "results",
-            "--slurm",
-            "--wait",
-            "--no-report",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_wait(
+        dir.path(),
+        &conf,
+        "slurmheld.toml",
+        "results",
+        &["--no-report"],
+    );
     let sub = submitted(&dir.path().join("results"));
     // Cancelled while held: the task never starts, so the cell is not done but nothing failed.
     slurm(&conf, "scancel", &[sub["array_job"].as_str().unwrap()]);
