@@ -354,10 +354,13 @@ fn a_requeued_task_resumes_from_its_checkpoint_with_the_same_metrics() {
     wait_until(60, "the requeued task to be pending", || {
         slurm(&conf, "squeue", &["-h", "-j", &task, "-o", "%T"]).trim() == "PENDING"
     });
+    // Not `now`: slurmd refuses to launch a job again within the second its first run was killed
+    // in ("Job credential revoked": credential times have one-second resolution), and the task
+    // would end FAILED instead of resuming.
     slurm(
         &conf,
         "scontrol",
-        &["update", &format!("jobid={task}"), "StartTime=now"],
+        &["update", &format!("jobid={task}"), "StartTime=now+2"],
     );
     let final_dir = cell_dir(&results, "slurmrequeue", "fine_tuning_aug", 1);
     let out = child.wait_with_output().unwrap();
