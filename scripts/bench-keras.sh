@@ -168,7 +168,7 @@ fi
 notes=(
   --note "Command: \`$command_line\`."
   --note "Matrix: 4 variants x $seeds seed(s) x $epochs epoch(s), $train training + $validation validation JPEGs ($data), ${size}x$size, batch 32; both sides load $weights (random VGG16 conv base written by Keras, seeded)."
-  --note "runner: ${runner_version:-not run} (${runner:-none}), work tree $commit; each variant is one \`runner sweep --variant V --device cpu --no-report\` process (no-cache: --no-cache, fresh results; cold: fresh results; warm: the same results again with --force); totals are their sums."
+  --note "runner: ${runner_version:-not run} (${runner:-none}), work tree $commit; one \`runner sweep --variant V... --device cpu --no-report\` process per row, in the rows' order (the augmented pair in one process, in lockstep) (no-cache: --no-cache, fresh results; cold: fresh results; warm: the same results again with --force); totals are their sums."
   --note "Load average (1, 5, 15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)."
   --note "$gpu"
 )

@@ -9,11 +9,14 @@
     python runner_side.py --runner BIN --experiment FILE.toml --work DIR --json OUT.json
                           [--device cpu] [--setups no-cache,cold,warm]
 
-Each variant is its own `runner sweep FILE --variant V` process (all seeds), one after the other,
-in the set-up's results directory, so that its wall and CPU seconds (user + system, all threads,
-from wait4) and peak resident memory are measured directly; a set-up's total is their sum, and
-so includes each process's start (loading and hashing data and weights). Any failure stops the
-benchmark with the process's log.
+Each group of variants is its own `runner sweep FILE --variant V...` process (all seeds), one
+after the other, in the set-up's results directory, so that its wall and CPU seconds (user +
+system, all threads, from wait4) and peak resident memory are measured directly; a set-up's total
+is their sum, and so includes each process's start (loading and hashing data and weights). The
+groups: fine_tuning, then feature_extraction (whose frozen prefix extends fine-tuning's, so from
+warm caches it starts from fine-tuning's block4_pool outputs), then the two augmented variants in
+one process, where they train in lockstep (blocks 1 to 4 once per batch for both), as they do in
+one `runner sweep` of the whole matrix. Any failure stops the benchmark with the process's log.
 """
 
 import argparse
@@ -26,7 +29,12 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ["feature_extraction", "feature_extraction_aug", "fine_tuning", "fine_tuning_aug"]
+# Row name -> the variants its process runs (table.py has the same rows).
+GROUPS = {
+    "fine_tuning": ["fine_tuning"],
+    "feature_extraction": ["feature_extraction"],
+    "feature_extraction_aug + fine_tuning_aug": ["feature_extraction_aug", "fine_tuning_aug"],
+}
 
 
 def timed(cmd, log):
@@ -83,12 +91,13 @@ def main():
         else:
             shutil.rmtree(results, ignore_errors=True)
         rows = {}
-        for variant in VARIANTS:
-            cmd = [a.runner, "sweep", a.experiment, "--results", results, "--variant", variant, *flags]
-            print(f"runner: {setup} {variant}", file=sys.stderr, flush=True)
-            row = timed(cmd, os.path.join(logs, f"{setup}-{variant}.log"))
-            row["val_acc"] = final_val_acc(results, a.name, variant)
-            rows[variant] = row
+        for group, variants in GROUPS.items():
+            selected = [arg for v in variants for arg in ("--variant", v)]
+            cmd = [a.runner, "sweep", a.experiment, "--results", results, *selected, *flags]
+            print(f"runner: {setup} {group}", file=sys.stderr, flush=True)
+            row = timed(cmd, os.path.join(logs, f"{setup}-{'+'.join(variants)}.log"))
+            row["val_acc"] = {v: final_val_acc(results, a.name, v) for v in variants}
+            rows[group] = row
         out["setups"][setup] = {
             "variants": rows,
             "total": {

@@ -242,7 +242,7 @@ impl Split {
     }
 
     /// The batch of the samples `indices`: augmented (training only), preprocessed, with labels.
-    fn batch(&self, indices: &[usize], plan: &EpochPlan<'_>) -> Result<Batch, DatasetError> {
+    pub fn batch(&self, indices: &[usize], plan: &EpochPlan<'_>) -> Result<Batch, DatasetError> {
         let (height, width) = (self.pixels.height, self.pixels.width);
         let mut images = Vec::with_capacity(indices.len() * height * width * 3);
         for &i in indices {

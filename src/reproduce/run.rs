@@ -150,7 +150,7 @@ pub fn reproduce(
             rec.device, device.info.kind
         ));
     }
-    let result = sweep::run_cell(&plan, cell, &inputs, &device, &options, &stop)?;
+    let result = sweep::run_cell(&plan, cell, &inputs, &device, &options, None, &stop)?;
     let old = read_metrics(&run.dir.join("metrics.csv"))?;
     let new = read_metrics(&result.dir.join("metrics.csv"))?;
     diffs.extend(metric_differences(&old, &new, tolerance));

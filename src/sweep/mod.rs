@@ -10,6 +10,7 @@ mod cell;
 mod feature_cache;
 pub mod files;
 mod inputs;
+mod lockstep;
 pub mod progress;
 mod schedule;
 pub mod stage;
@@ -171,11 +172,16 @@ pub fn run_plan(
     let experiment = &plan.experiment;
     let cells = select_cells(plan, options)?;
     let device = open_device(experiment, options)?;
+    // Cells that may train in lockstep run two at a time (`lockstep`); the view labels their
+    // lines as it does with `--jobs`.
+    let serial = options.jobs <= 1 || cells.len() <= 1;
+    let may_pair = serial && !lockstep::pairs(&cells, &vec![true; cells.len()]).is_empty();
+    let at_once = if may_pair { 2 } else { options.jobs };
     // The whole-matrix view, from here to the end of the sweep (a pretraining stage included).
     let live = options.progress.sweep(
         &experiment.name,
         &cells,
-        options.jobs.clamp(1, cells.len().max(1)),
+        at_once.clamp(1, cells.len().max(1)),
     );
     let options = &SweepOptions {
         progress: live.progress().clone(),
@@ -195,39 +201,65 @@ pub fn run_plan(
     inputs.tracker = experiment.mlflow.as_ref().and_then(|settings| {
         crate::track::live::Tracker::for_experiment(settings, &experiment.name)
     });
-    let mut to_train: Vec<&CellPlan> = Vec::new();
+    let mut trains = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
-        if skip_reason(plan, cell, &inputs, options).is_some() {
+        let skipped = skip_reason(plan, cell, &inputs, options).is_some();
+        if skipped {
             options.progress.expect_skipped(i);
-        } else {
-            to_train.push(cell);
         }
+        trains.push(!skipped);
     }
     if options.feature_cache {
-        inputs.prefix_ends = inputs::prefix_ends(to_train);
+        inputs.prefix_ends = inputs::prefix_ends(
+            cells
+                .iter()
+                .zip(&trains)
+                .filter(|(_, &t)| t)
+                .map(|(c, _)| c),
+        );
     }
-    if options.jobs > 1 && cells.len() > 1 {
+    if !serial {
         return schedule::run_parallel(plan, &cells, inputs, &device, options, stop.clone());
     }
-    let mut results = Vec::new();
+    let pairs = lockstep::pairs(&cells, &trains);
+    // Results in matrix order; a pair's second cell is trained with its first.
+    let mut results: Vec<Option<CellResult>> = vec![None; cells.len()];
     for (i, cell) in cells.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let options = SweepOptions {
-            progress: options.progress.for_cell(i),
-            ..options.clone()
+        if results[i].is_some() {
+            continue;
+        }
+        let ended = match pairs.iter().find(|p| p.first == i) {
+            Some(&pair) => {
+                let both = (cell, &cells[pair.second]);
+                let (a, b) = lockstep::run_pair(plan, both, pair, &inputs, &device, options, stop)?;
+                results[pair.second] = Some(b);
+                results[i] = Some(a);
+                [Some(i), Some(pair.second)]
+            }
+            None => {
+                let options = SweepOptions {
+                    progress: options.progress.for_cell(i),
+                    ..options.clone()
+                };
+                options.progress.cell_started();
+                let result = run_cell(plan, cell, &inputs, &device, &options, None, stop)?;
+                options.progress.cell_ended(&result);
+                results[i] = Some(result);
+                [Some(i), None]
+            }
         };
-        options.progress.cell_started();
-        let result = run_cell(plan, cell, &inputs, &device, &options, stop)?;
-        options.progress.cell_ended(&result);
-        let interrupted = result.status == Some(Status::Interrupted);
-        results.push(result);
+        let interrupted = ended
+            .into_iter()
+            .flatten()
+            .any(|k| results[k].as_ref().unwrap().status == Some(Status::Interrupted));
         if interrupted {
             break;
         }
     }
-    Ok(results)
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Open and fingerprint every data set and weights file the `cells` need, before any training

@@ -62,7 +62,9 @@ pub fn run_parallel(
                     .num_threads(threads)
                     .build()?;
                 let result = pool
-                    .install(|| cell::run_cell(&plan, &cell, &inputs, &device, &options, &stop))
+                    .install(|| {
+                        cell::run_cell(&plan, &cell, &inputs, &device, &options, None, &stop)
+                    })
                     .inspect_err(|_| {
                         // An error that stops the sweep (a full disk) stops the other cells
                         // after their current batch; they stay resumable.

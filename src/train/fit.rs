@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::lockstep::{Joining, Lockstep, Seat};
 use super::loss::Objective;
 use super::metrics::{EpochMetrics, Running};
 use super::optim::KerasOptimizer;
@@ -34,6 +35,8 @@ pub enum FitOutcome {
 pub trait Observer {
     fn on_epoch_start(&mut self, _epoch: usize, _batches: usize) {}
     fn on_batch(&mut self, _epoch: usize, _batch: usize, _running: &Running) {}
+    /// Something worth a line in the cell's output (e.g. why it did not train in lockstep).
+    fn on_note(&mut self, _text: &str) {}
     /// Called after each finished epoch, before its checkpoint is written; an error stops
     /// training (e.g. the metrics file cannot be written).
     fn on_epoch_end(&mut self, metrics: &EpochMetrics, network: &Network) -> anyhow::Result<()>;
@@ -54,6 +57,10 @@ pub struct Fit<'a> {
     pub checkpoint: Option<&'a std::path::Path>,
     /// Cached outputs of the frozen prefix, for the splits that can use them.
     pub features: CellFeatures<'a>,
+    /// A partner cell to share training batches' prefix outputs with (`lockstep`), and this
+    /// cell's place in it (0 or 1). Used only when the training batches are images (no cached
+    /// training set); otherwise this cell leaves at once.
+    pub lockstep: Option<(&'a Lockstep, usize)>,
 }
 
 /// The frozen-prefix outputs a cell trains and validates from (see `features`): with a set, the
@@ -79,10 +86,35 @@ impl Fit<'_> {
             first_epoch,
             checkpoint,
             features,
+            lockstep,
         } = self;
         let batches = train.len().div_ceil(dataset.batch_size);
-        // Training batches hold cached prefix outputs only when there is a training set.
-        let train_start = features.train.map_or(0, |_| features.start);
+        let seat = match lockstep {
+            Some((lockstep, id)) if features.train.is_none() => {
+                let seat = Seat { lockstep, id };
+                let identity = batch_identity(network, lockstep.end(), train, dataset, seed)?;
+                match lockstep.join(id, first_epoch.max(1), identity) {
+                    Joining::Paired => Some(seat),
+                    Joining::Alone(reason) => {
+                        if let Some(reason) = reason {
+                            observer.on_note(&format!("  not in lockstep: {reason}"));
+                        }
+                        None
+                    }
+                }
+            }
+            Some((lockstep, id)) => {
+                lockstep.leave(id);
+                None
+            }
+            None => None,
+        };
+        // Training batches hold prefix outputs when they are shared or cached.
+        let train_start = match (&seat, features.train) {
+            (Some(seat), _) => seat.lockstep.end(),
+            (None, Some(_)) => features.start,
+            (None, None) => 0,
+        };
         for epoch in first_epoch.max(1)..=epochs {
             let started = Instant::now();
             observer.on_epoch_start(epoch, batches);
@@ -128,9 +160,10 @@ impl Fit<'_> {
                     ControlFlow::Continue(())
                 }
             };
-            let flow = match features.train {
-                Some(set) => for_each_feature_batch(set, train, &plan, step)?,
-                None => train.for_each_batch(&plan, step)?,
+            let flow = match (&seat, features.train) {
+                (Some(seat), _) => for_each_shared_batch(seat, network, train, &plan, epoch, step)?,
+                (None, Some(set)) => for_each_feature_batch(set, train, &plan, step)?,
+                (None, None) => train.for_each_batch(&plan, step)?,
             };
             if let Some(e) = failure {
                 return Err(e);
@@ -280,6 +313,69 @@ fn evaluate_from(
         Some(e) => Err(e),
         None => Ok((running.loss(), running.accuracy())),
     }
+}
+
+/// What makes two cells' training batches of layers `..end` the same: those layers and their
+/// parameters, and the batches (split, seed, order, augmentation, preprocessing).
+fn batch_identity(
+    network: &Network,
+    end: usize,
+    split: &Split,
+    dataset: &DatasetConfig,
+    seed: u64,
+) -> anyhow::Result<String> {
+    let arch = network.architecture();
+    Ok(format!(
+        "input {:?}\nlayers {:?}\nparameters {}\nsplit {} {}\nseed {seed}\nbatch {} {:?}\n\
+         preprocessing {:?}\naugmentation {:?}\ndevice {:?}",
+        arch.input,
+        arch.layers[..end]
+            .iter()
+            .map(|l| (&l.name, &l.kind, &l.output))
+            .collect::<Vec<_>>(),
+        network.prefix_parameter_hash(end)?,
+        split.root.display(),
+        split.len(),
+        dataset.batch_size,
+        dataset.shuffle,
+        dataset.preprocessing,
+        dataset.augmentation,
+        network.device(),
+    ))
+}
+
+/// The training batches of one epoch as the output of the shared prefix (layers
+/// `..seat.lockstep.end()`): each computed by whichever of the pair asks first (from the
+/// augmented images, as `Split::for_each_batch` assembles them), the same order and boundaries.
+fn for_each_shared_batch(
+    seat: &Seat<'_>,
+    network: &Network,
+    split: &Split,
+    plan: &EpochPlan<'_>,
+    epoch: usize,
+    mut consume: impl FnMut(Batch) -> ControlFlow<()>,
+) -> anyhow::Result<ControlFlow<()>> {
+    let end = seat.lockstep.end();
+    for (k, chunk) in plan.order.chunks(plan.batch_size.max(1)).enumerate() {
+        let values = seat.lockstep.prefix(seat.id, epoch, k, || {
+            let batch = split.batch(chunk, plan)?;
+            Ok(network.forward_prefix(&batch.images, batch.size, end)?)
+        })?;
+        let batch = Batch {
+            size: chunk.len(),
+            height: 0,
+            width: 0,
+            images: values.as_ref().clone(),
+            labels: chunk
+                .iter()
+                .map(|&i| split.samples[i].label as f32)
+                .collect(),
+        };
+        if consume(batch).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// `Split::for_each_batch` over cached prefix outputs: the same order and batch boundaries,

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod device_check;
 pub mod features;
 pub mod fit;
+pub mod lockstep;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

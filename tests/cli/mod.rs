@@ -14,6 +14,7 @@ mod fetch;
 mod hash;
 mod interrupt;
 mod locks;
+mod lockstep;
 mod pretrain;
 mod progress;
 mod report;

@@ -23,6 +23,7 @@ use crate::model::weights::trained;
 use crate::model::OpenDevice;
 use crate::plan::{CellPlan, Plan};
 use crate::store::{lock_path, read_record, Status};
+use crate::train::lockstep::Lockstep;
 use decide::{decide, Action, Skip};
 
 /// Decide and, unless skipped, train one planned cell. Training errors are recorded as a
@@ -33,15 +34,23 @@ use decide::{decide, Action, Skip};
 /// too: the cell is not marked `failed` (its `.partial` keeps its finished epochs and checkpoint,
 /// and its record still says `running`, so the next sweep resumes it), and the error, naming the
 /// file once, stops the sweep.
+///
+/// `lockstep`: the partner cell's rendezvous and this cell's place in it (`train::lockstep`); the
+/// cell leaves it whichever way it ends, trained or not.
 pub fn run_cell(
     plan: &Plan,
     cell: &CellPlan,
     inputs: &Inputs,
     device: &OpenDevice,
     options: &SweepOptions,
+    lockstep: Option<(&Lockstep, usize)>,
     stop: &AtomicBool,
 ) -> anyhow::Result<CellResult> {
-    run(plan, cell, inputs, device, options, stop).map_err(|e| match environmental(&e) {
+    let result = run(plan, cell, inputs, device, options, lockstep, stop);
+    if let Some((lockstep, id)) = lockstep {
+        lockstep.leave(id);
+    }
+    result.map_err(|e| match environmental(&e) {
         Some(write) => anyhow::anyhow!(
             "{write}\nthe sweep stopped: every unfinished cell keeps its finished epochs and \
              resumes from its last checkpoint when `runner sweep` runs again, once there is room"
@@ -56,6 +65,7 @@ fn run(
     inputs: &Inputs,
     device: &OpenDevice,
     options: &SweepOptions,
+    lockstep: Option<(&Lockstep, usize)>,
     stop: &AtomicBool,
 ) -> anyhow::Result<CellResult> {
     let started = Instant::now();
@@ -172,6 +182,7 @@ fn run(
         &mut writer,
         first_epoch,
         (&options.progress, tracking),
+        lockstep,
         stop,
     );
     let outcome = match outcome {

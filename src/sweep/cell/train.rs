@@ -16,6 +16,7 @@ use crate::sweep::inputs::PreparedData;
 use crate::sweep::progress::{self, Progress};
 use crate::track::live::{Live, Tracker};
 use crate::track::{self, tensorboard};
+use crate::train::lockstep::Lockstep;
 use crate::train::{checkpoint, EpochMetrics, Fit, FitOutcome, KerasOptimizer, Observer, Running};
 
 /// A cell's network with its optimizer, ready to train.
@@ -85,6 +86,7 @@ impl Trainee {
         writer: &mut CellWriter,
         first_epoch: usize,
         (progress, tracking): (&Progress, Option<(&Tracker, &mut Live)>),
+        lockstep: Option<(&Lockstep, usize)>,
         stop: &AtomicBool,
     ) -> anyhow::Result<FitOutcome> {
         let cfg = &cell.variant.config;
@@ -108,6 +110,7 @@ impl Trainee {
             first_epoch,
             checkpoint: Some(&checkpoint_path),
             features: cache.features(),
+            lockstep,
         };
         let mut observer = CellObserver {
             writer,
@@ -170,6 +173,10 @@ impl Observer for CellObserver<'_> {
 
     fn on_batch(&mut self, _epoch: usize, _batch: usize, running: &Running) {
         self.bar.batch(running);
+    }
+
+    fn on_note(&mut self, text: &str) {
+        self.progress.line(text);
     }
 
     fn on_epoch_end(&mut self, m: &EpochMetrics, network: &Network) -> anyhow::Result<()> {

@@ -113,6 +113,7 @@ pub(super) fn train_stage(run: StageRun<'_>) -> anyhow::Result<StageOutcome> {
         checkpoint: Some(&resume_path),
         // Every layer trains: there is no frozen prefix to cache.
         features: Default::default(),
+        lockstep: None,
     }
     .run(&mut observer);
     observer.bar.close();
