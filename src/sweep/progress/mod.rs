@@ -49,7 +49,8 @@ impl Progress {
 
     /// The view of a sweep over `cells` of `experiment`, `jobs` at a time, for as long as the
     /// returned `Live` is kept: bars for `Bars`, lines for `Lines`; nothing for `Quiet`.
-    pub fn sweep(&self, experiment: &str, cells: &[CellPlan], jobs: usize) -> Live {
+    /// `labelled`: cells may run side by side even with one job (a lockstep pair).
+    pub fn sweep(&self, experiment: &str, cells: &[CellPlan], jobs: usize, labelled: bool) -> Live {
         let bars = match self {
             Progress::Bars => true,
             Progress::Lines => false,
@@ -63,7 +64,7 @@ impl Progress {
                 epochs: c.variant.config.training.epochs,
             })
             .collect();
-        let view = SweepView::new(experiment, infos, jobs, bars);
+        let view = SweepView::new(experiment, infos, jobs, labelled, bars);
         Live(Progress::Sweep(Arc::new(view), Scope::Matrix))
     }
 

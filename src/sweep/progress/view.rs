@@ -67,6 +67,8 @@ pub struct SweepView {
     /// `None`: plain lines.
     multi: Option<(MultiProgress, ProgressBar)>,
     jobs: usize,
+    /// Label every line of a cell with the cell, also with one job (two cells in lockstep).
+    labelled: bool,
     started: Instant,
     state: Mutex<State>,
 }
@@ -97,8 +99,14 @@ fn style(template: &str) -> ProgressStyle {
 
 impl SweepView {
     /// A view of `cells` of `experiment`, `jobs` at a time: bars (on stdout, which must be a
-    /// terminal) or lines.
-    pub fn new(experiment: &str, cells: Vec<CellInfo>, jobs: usize, bars: bool) -> Self {
+    /// terminal) or lines; `labelled`: cells may run side by side even with one job.
+    pub fn new(
+        experiment: &str,
+        cells: Vec<CellInfo>,
+        jobs: usize,
+        labelled: bool,
+        bars: bool,
+    ) -> Self {
         let total = cells.len();
         let cells = cells
             .into_iter()
@@ -131,6 +139,7 @@ impl SweepView {
         let view = SweepView {
             multi,
             jobs: jobs.max(1),
+            labelled,
             started: Instant::now(),
             state: Mutex::new(State {
                 cells,
@@ -144,7 +153,7 @@ impl SweepView {
     }
 
     fn parallel(&self) -> bool {
-        self.jobs > 1
+        self.jobs > 1 || self.labelled
     }
 
     /// Print `text` (above the bars, if any), labelled with its cell when cells run side by side.
