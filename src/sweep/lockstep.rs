@@ -21,7 +21,7 @@ use super::{CellResult, SweepOptions};
 use crate::model::network::frozen_prefix_len;
 use crate::model::OpenDevice;
 use crate::plan::{CellPlan, Plan};
-use crate::train::lockstep::Lockstep;
+use crate::train::lockstep::{Lockstep, Seat};
 
 /// A pair of cells (indices into the sweep's cells, `first < second`) and the end of the
 /// frozen prefix they share.
@@ -119,6 +119,12 @@ pub fn run_pair(
         cells.0.cell.variant, cells.1.cell.variant, cells.0.cell.seed
     ));
     let run = |index: usize, cell: &CellPlan, id: usize| {
+        // Leaves whichever way the cell ends (trained, skipped, failed, or a panic), so that the
+        // other never waits for it.
+        let _seat = Seat {
+            lockstep: &lockstep,
+            id,
+        };
         let options = SweepOptions {
             progress: options.progress.for_cell(index),
             ..options.clone()

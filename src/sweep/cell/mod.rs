@@ -35,8 +35,7 @@ use decide::{decide, Action, Skip};
 /// and its record still says `running`, so the next sweep resumes it), and the error, naming the
 /// file once, stops the sweep.
 ///
-/// `lockstep`: the partner cell's rendezvous and this cell's place in it (`train::lockstep`); the
-/// cell leaves it whichever way it ends, trained or not.
+/// `lockstep`: the partner cell's rendezvous and this cell's place in it (`train::lockstep`).
 pub fn run_cell(
     plan: &Plan,
     cell: &CellPlan,
@@ -46,11 +45,7 @@ pub fn run_cell(
     lockstep: Option<(&Lockstep, usize)>,
     stop: &AtomicBool,
 ) -> anyhow::Result<CellResult> {
-    let result = run(plan, cell, inputs, device, options, lockstep, stop);
-    if let Some((lockstep, id)) = lockstep {
-        lockstep.leave(id);
-    }
-    result.map_err(|e| match environmental(&e) {
+    run(plan, cell, inputs, device, options, lockstep, stop).map_err(|e| match environmental(&e) {
         Some(write) => anyhow::anyhow!(
             "{write}\nthe sweep stopped: every unfinished cell keeps its finished epochs and \
              resumes from its last checkpoint when `runner sweep` runs again, once there is room"
