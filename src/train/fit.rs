@@ -353,29 +353,16 @@ fn for_each_shared_batch(
     split: &Split,
     plan: &EpochPlan<'_>,
     epoch: usize,
-    mut consume: impl FnMut(Batch) -> ControlFlow<()>,
+    consume: impl FnMut(Batch) -> ControlFlow<()>,
 ) -> anyhow::Result<ControlFlow<()>> {
     let end = seat.lockstep.end();
-    for (k, chunk) in plan.order.chunks(plan.batch_size.max(1)).enumerate() {
+    for_each_prefix_batch(split, plan, consume, |k, chunk| {
         let values = seat.lockstep.prefix(seat.id, epoch, k, || {
             let batch = split.batch(chunk, plan)?;
             Ok(network.forward_prefix(&batch.images, batch.size, end)?)
         })?;
-        let batch = Batch {
-            size: chunk.len(),
-            height: 0,
-            width: 0,
-            images: values.as_ref().clone(),
-            labels: chunk
-                .iter()
-                .map(|&i| split.samples[i].label as f32)
-                .collect(),
-        };
-        if consume(batch).is_break() {
-            return Ok(ControlFlow::Break(()));
-        }
-    }
-    Ok(ControlFlow::Continue(()))
+        Ok(values.as_ref().clone())
+    })
 }
 
 /// `Split::for_each_batch` over cached prefix outputs: the same order and batch boundaries,
@@ -384,15 +371,25 @@ fn for_each_feature_batch(
     set: &FeatureSet,
     split: &Split,
     plan: &EpochPlan<'_>,
-    mut consume: impl FnMut(Batch) -> ControlFlow<()>,
+    consume: impl FnMut(Batch) -> ControlFlow<()>,
 ) -> anyhow::Result<ControlFlow<()>> {
-    for chunk in plan.order.chunks(plan.batch_size.max(1)) {
-        let images = set.gather(chunk)?;
+    for_each_prefix_batch(split, plan, consume, |_, chunk| set.gather(chunk))
+}
+
+/// The batches of `plan` (the same order and boundaries as `Split::for_each_batch`), each
+/// holding what `values(k, samples)` gives for batch `k` (prefix outputs, not pixels).
+fn for_each_prefix_batch(
+    split: &Split,
+    plan: &EpochPlan<'_>,
+    mut consume: impl FnMut(Batch) -> ControlFlow<()>,
+    mut values: impl FnMut(usize, &[usize]) -> anyhow::Result<Vec<f32>>,
+) -> anyhow::Result<ControlFlow<()>> {
+    for (k, chunk) in plan.order.chunks(plan.batch_size.max(1)).enumerate() {
         let batch = Batch {
             size: chunk.len(),
             height: 0,
             width: 0,
-            images,
+            images: values(k, chunk)?,
             labels: chunk
                 .iter()
                 .map(|&i| split.samples[i].label as f32)
