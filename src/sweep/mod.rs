@@ -173,15 +173,22 @@ pub fn run_plan(
     let cells = select_cells(plan, options)?;
     let device = open_device(experiment, options)?;
     // Cells that may train in lockstep run two at a time (`lockstep`); the view labels their
-    // lines as it does with `--jobs` (its ETA counts one lane: the pair shares the machine).
+    // lines as it does with `--jobs`, and its ETA counts a pair as one lane.
     let serial = options.jobs <= 1 || cells.len() <= 1;
-    let may_pair = serial && !lockstep::pairs(&cells, &vec![true; cells.len()]).is_empty();
+    let may_pair: Vec<(usize, usize)> = if serial {
+        lockstep::pairs(&cells, &vec![true; cells.len()])
+            .iter()
+            .map(|p| (p.first, p.second))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // The whole-matrix view, from here to the end of the sweep (a pretraining stage included).
     let live = options.progress.sweep(
         &experiment.name,
         &cells,
         options.jobs.clamp(1, cells.len().max(1)),
-        may_pair,
+        &may_pair,
     );
     let options = &SweepOptions {
         progress: live.progress().clone(),

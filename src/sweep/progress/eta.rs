@@ -68,10 +68,14 @@ pub struct Left<'a> {
     /// Seconds per epoch at the pace of its epoch in progress (seconds since it started / part
     /// of it done), once some of it is done.
     pub pace: Option<f64>,
+    /// Cells with the same value train side by side in one lane (a lockstep pair): the lane is
+    /// busy for the longer of their times, not their sum.
+    pub pair: Option<usize>,
 }
 
-/// Seconds until every cell in `left` (in matrix order) has ended, with `jobs` cells at a time;
-/// `None` while no epoch is measured (and some epoch is left to train).
+/// Seconds until every cell in `left` (in matrix order) has ended, with `jobs` cells (or
+/// lockstep pairs, `Left::pair`) at a time; `None` while no epoch is measured (and some epoch is
+/// left to train).
 pub fn eta_seconds(left: &[Left<'_>], times: &EpochTimes, jobs: usize) -> Option<f64> {
     // The pace of each unmeasured variant's epochs in progress (the mean over its running cells).
     let mut paces: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
@@ -82,17 +86,32 @@ pub fn eta_seconds(left: &[Left<'_>], times: &EpochTimes, jobs: usize) -> Option
             entry.1 += 1;
         }
     }
-    let mut durations = Vec::with_capacity(left.len());
+    let mut durations: Vec<(bool, f64)> = Vec::with_capacity(left.len());
+    // Where each pair's entry is in `durations`.
+    let mut pairs: BTreeMap<usize, usize> = BTreeMap::new();
     for cell in left {
-        if cell.epochs <= 0.0 {
-            durations.push((cell.running, 0.0));
-            continue;
+        let seconds = if cell.epochs <= 0.0 {
+            0.0
+        } else {
+            let per_epoch = times
+                .variant_mean(cell.variant)
+                .or_else(|| paces.get(cell.variant).copied().and_then(mean))
+                .or_else(|| times.overall_mean())?;
+            cell.epochs * per_epoch
+        };
+        match cell.pair.and_then(|p| pairs.get(&p).copied()) {
+            Some(at) => {
+                let (running, longest) = &mut durations[at];
+                *running |= cell.running;
+                *longest = longest.max(seconds);
+            }
+            None => {
+                if let Some(p) = cell.pair {
+                    pairs.insert(p, durations.len());
+                }
+                durations.push((cell.running, seconds));
+            }
         }
-        let per_epoch = times
-            .variant_mean(cell.variant)
-            .or_else(|| paces.get(cell.variant).copied().and_then(mean))
-            .or_else(|| times.overall_mean())?;
-        durations.push((cell.running, cell.epochs * per_epoch));
     }
     let mut lanes = vec![0.0f64; jobs.max(1)];
     // Running cells first (they hold lanes now), then the waiting ones in matrix order.
@@ -131,6 +150,7 @@ mod tests {
             epochs,
             running,
             pace: None,
+            pair: None,
         }
     }
 
@@ -196,6 +216,32 @@ mod tests {
             ..left("a", 0.5, true)
         }];
         assert_eq!(eta_seconds(&cells, &EpochTimes::default(), 1), Some(4.0));
+    }
+
+    #[test]
+    fn a_lockstep_pair_takes_one_lane_for_the_longer_of_its_two_cells() {
+        let t = times(&[("a", 1.0), ("b", 2.0)]);
+        let paired = |variant, epochs, running| Left {
+            pair: Some(7),
+            ..left(variant, epochs, running)
+        };
+        // a alone (3 s), then the pair (a: 4 s, b: 10 s), then a alone (1 s), one lane.
+        let cells = [
+            left("a", 3.0, true),
+            paired("a", 4.0, false),
+            left("a", 1.0, false),
+            paired("b", 5.0, false),
+        ];
+        assert_eq!(eta_seconds(&cells, &t, 1), Some(3.0 + 10.0 + 1.0));
+        // Without the pair, the two would add up.
+        let apart: Vec<Left<'_>> = cells
+            .iter()
+            .map(|c| Left {
+                pair: None,
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(eta_seconds(&apart, &t, 1), Some(3.0 + 4.0 + 1.0 + 10.0));
     }
 
     #[test]

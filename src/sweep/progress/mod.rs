@@ -49,8 +49,15 @@ impl Progress {
 
     /// The view of a sweep over `cells` of `experiment`, `jobs` at a time, for as long as the
     /// returned `Live` is kept: bars for `Bars`, lines for `Lines`; nothing for `Quiet`.
-    /// `labelled`: cells may run side by side even with one job (a lockstep pair).
-    pub fn sweep(&self, experiment: &str, cells: &[CellPlan], jobs: usize, labelled: bool) -> Live {
+    /// `pairs`: cells (indices into `cells`) that may train side by side, in lockstep, even with
+    /// one job.
+    pub fn sweep(
+        &self,
+        experiment: &str,
+        cells: &[CellPlan],
+        jobs: usize,
+        pairs: &[(usize, usize)],
+    ) -> Live {
         let bars = match self {
             Progress::Bars => true,
             Progress::Lines => false,
@@ -58,13 +65,18 @@ impl Progress {
         };
         let infos = cells
             .iter()
-            .map(|c| CellInfo {
+            .enumerate()
+            .map(|(i, c)| CellInfo {
+                pair: pairs
+                    .iter()
+                    .find(|&&(a, b)| a == i || b == i)
+                    .map(|&(a, _)| a),
                 variant: c.cell.variant.clone(),
                 seed: c.cell.seed,
                 epochs: c.variant.config.training.epochs,
             })
             .collect();
-        let view = SweepView::new(experiment, infos, jobs, labelled, bars);
+        let view = SweepView::new(experiment, infos, jobs, !pairs.is_empty(), bars);
         Live(Progress::Sweep(Arc::new(view), Scope::Matrix))
     }
 

@@ -30,6 +30,8 @@ pub struct CellInfo {
     pub variant: String,
     pub seed: u64,
     pub epochs: usize,
+    /// The index of the first cell of its lockstep pair, if it may train in one.
+    pub pair: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,6 +222,7 @@ impl SweepView {
                     epochs,
                     running: c.phase == Phase::Running,
                     pace,
+                    pair: c.info.pair,
                 })
             })
             .collect();
