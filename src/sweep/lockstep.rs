@@ -68,17 +68,14 @@ pub fn pairs(cells: &[CellPlan], trains: &[bool]) -> Vec<Pair> {
         let Some(key) = keys[first].as_ref().filter(|_| !taken[first]) else {
             continue;
         };
-        let Some(second) =
-            (first + 1..cells.len()).find(|&j| !taken[j] && keys[j].as_ref() == Some(key))
-        else {
-            continue;
-        };
-        taken[first] = true;
-        taken[second] = true;
         let end = |c: &CellPlan| frozen_prefix_len(&c.variant.architecture, &c.variant.trainable);
-        let end = end(&cells[first]).min(end(&cells[second]));
-        let shared = prefix_identical(&cells[first], &cells[second], end);
-        if shared {
+        let found = (first + 1..cells.len())
+            .filter(|&j| !taken[j] && keys[j].as_ref() == Some(key))
+            .map(|j| (j, end(&cells[first]).min(end(&cells[j]))))
+            .find(|&(j, end)| prefix_identical(&cells[first], &cells[j], end));
+        if let Some((second, end)) = found {
+            taken[first] = true;
+            taken[second] = true;
             out.push(Pair { first, second, end });
         }
     }
@@ -101,8 +98,9 @@ fn prefix_identical(a: &CellPlan, b: &CellPlan, end: usize) -> bool {
 
 /// Train the pair's two cells at once, each on its own thread (their kernels share the
 /// machine's compute threads), sharing the prefix outputs of their training batches. Returns
-/// both results (the first's, the second's); an error of either stops the other after its
-/// current batch, as with `--jobs`.
+/// both results (the first's, the second's; `None` for a cell not started because the sweep was
+/// stopping); an error or a panic of either stops the other after its current batch, as with
+/// `--jobs`.
 pub fn run_pair(
     plan: &Plan,
     cells: (&CellPlan, &CellPlan),
@@ -111,7 +109,7 @@ pub fn run_pair(
     device: &OpenDevice,
     options: &SweepOptions,
     stop: &AtomicBool,
-) -> anyhow::Result<(CellResult, CellResult)> {
+) -> anyhow::Result<(Option<CellResult>, Option<CellResult>)> {
     let lockstep = Lockstep::new(pair.end);
     let layer = &cells.0.variant.architecture.layers[pair.end - 1].name;
     options.progress.line(&format!(
@@ -125,6 +123,11 @@ pub fn run_pair(
             lockstep: &lockstep,
             id,
         };
+        let _stops_on_panic = StopOnPanic(stop);
+        if stop.load(Ordering::SeqCst) {
+            // The other cell failed while this one waited to start.
+            return Ok(None);
+        }
         let options = SweepOptions {
             progress: options.progress.for_cell(index),
             ..options.clone()
@@ -143,7 +146,7 @@ pub fn run_pair(
             Ok(r) => options.progress.cell_ended(r),
             Err(_) => stop.store(true, Ordering::SeqCst),
         }
-        result
+        result.map(Some)
     };
     // One sets up while the other waits: the cell with the shorter frozen prefix first, so that
     // the other's validation features come from its cached ones (`train::features`), and two
@@ -175,6 +178,18 @@ pub fn run_pair(
         ));
     }
     Ok((first?, second?))
+}
+
+/// Sets the stop flag when dropped during a panic, so that the other cell of the pair stops
+/// after its batch instead of training to its end before the panic is reported.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +255,23 @@ dataset.augmentation = [{ type = "flip", mode = "horizontal" }]
         assert_eq!(
             ft.variant.architecture.layers[ft_end - 1].name,
             "block4_pool"
+        );
+    }
+
+    #[test]
+    fn a_cell_pairs_with_the_next_one_whose_prefix_is_the_same() {
+        // ft_aug's layers differ from fe_aug's (other widths), ft2_aug's do not.
+        let text = BASE.replace(
+            "name = \"ft_aug\"\n",
+            "name = \"ft_aug\"\nmodel.channels = [8, 8, 8, 8, 8]\n",
+        )
+            + "[[variants]]\nname = \"ft2_aug\"\ntraining.trainable_from = \"block5_conv1\"\n\
+             dataset.augmentation = [{ type = \"flip\", mode = \"horizontal\" }]\n";
+        let cells = plan(&text);
+        let pairs = pairs(&cells, &vec![true; cells.len()]);
+        assert_eq!(
+            names(&cells, &pairs),
+            ["fe_aug/0+ft2_aug/0", "fe_aug/1+ft2_aug/1"]
         );
     }
 

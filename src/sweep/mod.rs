@@ -242,8 +242,8 @@ pub fn run_plan(
             Some(&pair) => {
                 let both = (cell, &cells[pair.second]);
                 let (a, b) = lockstep::run_pair(plan, both, pair, &inputs, &device, options, stop)?;
-                results[pair.second] = Some(b);
-                results[i] = Some(a);
+                results[pair.second] = b;
+                results[i] = a;
                 [Some(i), Some(pair.second)]
             }
             None => {
@@ -261,7 +261,7 @@ pub fn run_plan(
         let interrupted = ended
             .into_iter()
             .flatten()
-            .any(|k| results[k].as_ref().unwrap().status == Some(Status::Interrupted));
+            .any(|k| matches!(&results[k], Some(r) if r.status == Some(Status::Interrupted)));
         if interrupted {
             break;
         }

@@ -90,7 +90,10 @@ impl Fit<'_> {
         } = self;
         let batches = train.len().div_ceil(dataset.batch_size);
         let seat = match lockstep {
-            Some((lockstep, id)) if features.train.is_none() => {
+            // Only a cell whose whole shared prefix is frozen may take its outputs from another.
+            Some((lockstep, id))
+                if features.train.is_none() && network.frozen_prefix_len() >= lockstep.end() =>
+            {
                 let seat = Seat { lockstep, id };
                 let identity = batch_identity(network, lockstep.end(), train, dataset, seed)?;
                 match lockstep.join(id, first_epoch.max(1), identity) {
