@@ -220,12 +220,32 @@ pub(super) fn conv(
         dst: SharedMut(out.as_mut_ptr()),
     };
     let isa = Isa::detect();
-    (0..total.div_ceil(nt)).into_par_iter().for_each_init(
-        || Buffers::new(v, d, nt),
-        // SAFETY: `Isa::detect` found the features each entry point is compiled for.
-        |buf, task| unsafe { isa.run(&job, buf, task) },
-    );
+    (0..total.div_ceil(nt)).into_par_iter().for_each(|task| {
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            buf.fit(v, d, nt);
+            // SAFETY: `Isa::detect` found the features each entry point is compiled for.
+            unsafe { isa.run(&job, &mut buf, task) }
+        })
+    });
     out
+}
+
+thread_local! {
+    /// Each compute thread's task buffers, kept from call to call: allocating (and zeroing)
+    /// them per call cost about a tenth of a layer's time in page faults and memset. A task
+    /// writes every value it reads back (the padding included), so what a buffer held before
+    /// never reaches a result. They grow to the largest task a thread has run (about 2 x 8 MiB,
+    /// `chunk_tiles`). A task body makes no rayon calls, so a thread never runs two at once.
+    static SCRATCH: std::cell::RefCell<Buffers> = const {
+        std::cell::RefCell::new(Buffers {
+            v: Vec::new(),
+            m: Vec::new(),
+            patch: Vec::new(),
+            tmp: Vec::new(),
+            y: Vec::new(),
+        })
+    };
 }
 
 /// One call's inputs, shared by its tasks.
@@ -508,14 +528,18 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new(v: &Variant, d: Dims, nt: usize) -> Buffers {
+    /// Grow each buffer to what a task of `nt` tiles of this call needs (they never shrink).
+    fn fit(&mut self, v: &Variant, d: Dims, nt: usize) {
         let a2 = v.a * v.a;
-        Buffers {
-            v: vec![0f32; a2 * d.cin * nt],
-            m: vec![0f32; a2 * d.cout * nt],
-            patch: vec![0f32; a2 * nt],
-            tmp: vec![0f32; a2 * nt],
-            y: vec![0f32; v.m * v.m * nt],
-        }
+        let grow = |buf: &mut Vec<f32>, len: usize| {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+        };
+        grow(&mut self.v, a2 * d.cin * nt);
+        grow(&mut self.m, a2 * d.cout * nt);
+        grow(&mut self.patch, a2 * nt);
+        grow(&mut self.tmp, a2 * nt);
+        grow(&mut self.y, v.m * v.m * nt);
     }
 }
