@@ -222,7 +222,9 @@ fn a_cancelled_task_is_the_only_cell_submitted_again() {
     let text = std::fs::read_to_string(&exp)
         .unwrap()
         .replace("name = \"tiny\"", "name = \"slurmcancel\"")
-        .replace("epochs = 2", "epochs = 8")
+        // The first array's other three cells must outlast the resubmitted one (the second
+        // sweep exits 6 while they are queued or training): hundreds of epochs, seconds each.
+        .replace("epochs = 2", "epochs = 400")
         // The cancelled cell must still be training when `scancel` reaches it: a few
         // milliseconds per epoch on cached features, so thousands of epochs are seconds.
         .replace(
