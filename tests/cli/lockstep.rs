@@ -66,6 +66,14 @@ fn the_augmented_pair_shares_its_prefix_and_each_cell_ends_as_it_does_alone() {
         ),
         "{paired}"
     );
+    // The two cells' lines interleave, so each says whose it is.
+    for cell in [
+        "[2/3] tiny / fine_tuning_aug",
+        "[3/3] tiny / feature_extraction_aug",
+    ] {
+        let epoch = format!("{cell} / seed 0:  epoch 1/3 ");
+        assert!(paired.lines().any(|l| l.starts_with(&epoch)), "{paired}");
+    }
     let alone = sweep("alone", &["--variant", "feature_extraction_aug"]);
     assert!(!alone.contains("lockstep"), "{alone}");
     let alone = sweep("alone", &["--variant", "fine_tuning_aug"]);

@@ -76,7 +76,7 @@ impl Progress {
                 epochs: c.variant.config.training.epochs,
             })
             .collect();
-        let view = SweepView::new(experiment, infos, jobs, !pairs.is_empty(), bars);
+        let view = SweepView::new(experiment, infos, jobs, bars);
         Live(Progress::Sweep(Arc::new(view), Scope::Matrix))
     }
 

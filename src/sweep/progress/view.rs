@@ -69,7 +69,8 @@ pub struct SweepView {
     /// `None`: plain lines.
     multi: Option<(MultiProgress, ProgressBar)>,
     jobs: usize,
-    /// Label every line of a cell with the cell, also with one job (two cells in lockstep).
+    /// Label every line of a cell with the cell, also with one job: some cells may train in
+    /// lockstep pairs (`CellInfo::pair`).
     labelled: bool,
     started: Instant,
     state: Mutex<State>,
@@ -101,15 +102,10 @@ fn style(template: &str) -> ProgressStyle {
 
 impl SweepView {
     /// A view of `cells` of `experiment`, `jobs` at a time: bars (on stdout, which must be a
-    /// terminal) or lines; `labelled`: cells may run side by side even with one job.
-    pub fn new(
-        experiment: &str,
-        cells: Vec<CellInfo>,
-        jobs: usize,
-        labelled: bool,
-        bars: bool,
-    ) -> Self {
+    /// terminal) or lines.
+    pub fn new(experiment: &str, cells: Vec<CellInfo>, jobs: usize, bars: bool) -> Self {
         let total = cells.len();
+        let labelled = cells.iter().any(|c| c.pair.is_some());
         let cells = cells
             .into_iter()
             .enumerate()
