@@ -6,6 +6,8 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
+
 use super::lockstep::{Joining, Lockstep, Seat};
 use super::loss::Objective;
 use super::metrics::{EpochMetrics, Running};
@@ -318,8 +320,9 @@ fn evaluate_from(
     }
 }
 
-/// What makes two cells' training batches of layers `..end` the same: those layers and their
-/// parameters, and the batches (split, seed, order, augmentation, preprocessing).
+/// What makes two cells' training batches of layers `..end` the same: the prefix (its key in
+/// the feature cache: layers, parameters, preprocessing, device, code) and the batches (split,
+/// seed, order, augmentation).
 fn batch_identity(
     network: &Network,
     end: usize,
@@ -327,23 +330,17 @@ fn batch_identity(
     dataset: &DatasetConfig,
     seed: u64,
 ) -> anyhow::Result<String> {
-    let arch = network.architecture();
+    let prefix = super::features::prefix_key(network, dataset)?
+        .context("a cell in lockstep has a frozen prefix")?
+        .shorter(end)
+        .key;
     Ok(format!(
-        "input {:?}\nlayers {:?}\nparameters {}\nsplit {} {}\nseed {seed}\nbatch {} {:?}\n\
-         preprocessing {:?}\naugmentation {:?}\ndevice {:?}",
-        arch.input,
-        arch.layers[..end]
-            .iter()
-            .map(|l| (&l.name, &l.kind, &l.output))
-            .collect::<Vec<_>>(),
-        network.prefix_parameter_hash(end)?,
+        "prefix {prefix}\nsplit {} {}\nseed {seed}\nbatch {} {:?}\naugmentation {:?}",
         split.root.display(),
         split.len(),
         dataset.batch_size,
         dataset.shuffle,
-        dataset.preprocessing,
         dataset.augmentation,
-        network.device(),
     ))
 }
 
