@@ -37,9 +37,7 @@ pub struct Pair {
 fn batches_key(cell: &CellPlan) -> Option<String> {
     let variant = &cell.variant;
     let dataset = &variant.config.dataset;
-    if dataset.augmentation.is_empty()
-        || frozen_prefix_len(&variant.architecture, &variant.trainable) == 0
-    {
+    if dataset.augmentation.is_empty() || frozen_end(cell) == 0 {
         return None;
     }
     Some(format!(
@@ -68,10 +66,9 @@ pub fn pairs(cells: &[CellPlan], trains: &[bool]) -> Vec<Pair> {
         let Some(key) = keys[first].as_ref().filter(|_| !taken[first]) else {
             continue;
         };
-        let end = |c: &CellPlan| frozen_prefix_len(&c.variant.architecture, &c.variant.trainable);
         let found = (first + 1..cells.len())
             .filter(|&j| !taken[j] && keys[j].as_ref() == Some(key))
-            .map(|j| (j, end(&cells[first]).min(end(&cells[j]))))
+            .map(|j| (j, frozen_end(&cells[first]).min(frozen_end(&cells[j]))))
             .find(|&(j, end)| prefix_identical(&cells[first], &cells[j], end));
         if let Some((second, end)) = found {
             taken[first] = true;
@@ -80,6 +77,11 @@ pub fn pairs(cells: &[CellPlan], trains: &[bool]) -> Vec<Pair> {
         }
     }
     out
+}
+
+/// The end of `cell`'s frozen prefix: its output is that of layers `..frozen_end`.
+fn frozen_end(cell: &CellPlan) -> usize {
+    frozen_prefix_len(&cell.variant.architecture, &cell.variant.trainable)
 }
 
 /// Whether the two architectures agree on their layers `..end`.
@@ -151,8 +153,7 @@ pub fn run_pair(
     // One sets up while the other waits: the cell with the shorter frozen prefix first, so that
     // the other's validation features come from its cached ones (`train::features`), and two
     // full-size prefixes never run at once (memory). `lead` is 0 when the first cell leads.
-    let end = |c: &CellPlan| frozen_prefix_len(&c.variant.architecture, &c.variant.trainable);
-    let lead = usize::from(end(cells.1) < end(cells.0));
+    let lead = usize::from(frozen_end(cells.1) < frozen_end(cells.0));
     let (first, second) = std::thread::scope(|scope| {
         let (lockstep, run) = (&lockstep, &run);
         let second = scope.spawn(move || {
@@ -250,7 +251,7 @@ dataset.augmentation = [{ type = "flip", mode = "horizontal" }]
             ["fe_aug/0+ft_aug/0", "fe_aug/1+ft_aug/1"]
         );
         let ft = cells.iter().find(|c| c.cell.variant == "ft_aug").unwrap();
-        let ft_end = frozen_prefix_len(&ft.variant.architecture, &ft.variant.trainable);
+        let ft_end = frozen_end(ft);
         assert_eq!(pairs[0].end, ft_end);
         assert_eq!(
             ft.variant.architecture.layers[ft_end - 1].name,

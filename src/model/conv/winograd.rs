@@ -234,10 +234,10 @@ pub(super) fn conv(
 thread_local! {
     /// Each compute thread's task buffers, kept from call to call: allocating and zeroing them
     /// per call showed as several percent of a profile (memset, page faults), and keeping them
-    /// gave 2-3% in `runner bench` (see README). A task
-    /// writes every value it reads back (the padding included), so what a buffer held before
-    /// never reaches a result. They grow to the largest task a thread has run (about 2 x 8 MiB,
-    /// `chunk_tiles`). A task body makes no rayon calls, so a thread never runs two at once.
+    /// gave 2-3% in `runner bench` (see README). A task writes every value it reads back (the
+    /// padding included), so what a buffer held before never reaches a result. They grow to the
+    /// largest task a thread has run (about 2 x 8 MiB, `chunk_tiles`). A task body makes no
+    /// rayon calls, so a thread never runs two at once.
     static SCRATCH: std::cell::RefCell<Buffers> = const {
         std::cell::RefCell::new(Buffers {
             v: Vec::new(),
